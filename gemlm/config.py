@@ -1,0 +1,62 @@
+"""GEM settings saved beside the weights (``gemlm_config.json``) and restored on load."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .sources import GEM_CONFIG_NAME
+from .tokens import special_token_strings
+
+READOUTS = ("mean", "concat")
+
+
+@dataclass
+class GEMConfig:
+    num_special_tokens: int = 1
+    special_tokens: list[str] = field(default_factory=list)
+    readout: str = "mean"  # how the k special states become one vector: mean or concat
+    normalize: bool = True  # L2-normalise the readout (the GEM embedding is unit-norm)
+    max_length: int = 512  # tokens per embedded text, the k specials included
+    prompts: dict[str, str] = field(default_factory=dict)  # name -> text prepended before encoding
+    default_prompt_name: str | None = None
+    base_model: str | None = None  # where the weights came from (informational)
+
+    def __post_init__(self) -> None:
+        if not self.special_tokens:
+            self.special_tokens = special_token_strings(self.num_special_tokens)
+        if len(self.special_tokens) != self.num_special_tokens:
+            raise ValueError(
+                f"num_special_tokens={self.num_special_tokens} but {len(self.special_tokens)} "
+                "special_tokens were given"
+            )
+        special_token_strings(self.num_special_tokens)  # validates the range 1..10
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.max_length <= self.num_special_tokens:
+            raise ValueError(
+                f"max_length={self.max_length} leaves no room for text beside "
+                f"{self.num_special_tokens} special tokens"
+            )
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(f"default_prompt_name {self.default_prompt_name!r} is not in prompts")
+
+    def save(self, folder: str | Path) -> None:
+        path = Path(folder) / GEM_CONFIG_NAME
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> GEMConfig:
+        path = Path(folder) / GEM_CONFIG_NAME
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}")
+        return cls(**data)

@@ -1,0 +1,119 @@
+"""The GEM attention mask, as small pure functions over tensors.
+
+A sequence is described by one *segment id* per position:
+
+    PAD = 0      padding: sees nothing, is seen by nothing
+    PREFIX = 1   text before the specials (or the whole text of a plain-NTP sequence)
+    SPECIAL = 2  the k GEM tokens
+    SUFFIX = 3   text after the specials (a continuation, or a copy in reconstruction)
+
+Rules (query row i, key column j):
+    causal               j <= i
+    padding              neither i nor j is PAD
+    suffix bottleneck    a SUFFIX row sees no PREFIX column (only specials + earlier suffix)
+    specials isolated    a SPECIAL row sees the prefix and itself, not other specials
+
+Both training formats are the same layout: random split is ``prefix <S> suffix``,
+reconstruction is ``text <S> text`` (suffix = a copy of the prefix).
+
+The mask is additive float (0 = visible, ``finfo(dtype).min`` = hidden), shape (B, 1, T, T),
+which stock transformers models take unchanged for the sdpa and eager paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+PAD, PREFIX, SPECIAL, SUFFIX = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Lengths of the three parts of one sequence (before padding)."""
+
+    prefix: int
+    specials: int = 0
+    suffix: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.prefix, self.specials, self.suffix) < 0:
+            raise ValueError(f"negative length in {self}")
+
+    @property
+    def length(self) -> int:
+        return self.prefix + self.specials + self.suffix
+
+
+def segments_for(layout: Layout, total_len: int, padding_side: str = "right") -> torch.Tensor:
+    """Segment ids (T,) for one sequence padded to ``total_len``.
+
+    >>> segments_for(Layout(2, 1, 2), 7).tolist()
+    [1, 1, 2, 3, 3, 0, 0]
+    >>> segments_for(Layout(2, 1, 2), 7, "left").tolist()
+    [0, 0, 1, 1, 2, 3, 3]
+    """
+    if layout.length > total_len:
+        raise ValueError(f"layout of length {layout.length} does not fit in {total_len}")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    body = torch.cat(
+        [
+            torch.full((layout.prefix,), PREFIX),
+            torch.full((layout.specials,), SPECIAL),
+            torch.full((layout.suffix,), SUFFIX),
+        ]
+    ).long()
+    pad = torch.zeros(total_len - layout.length, dtype=torch.long)
+    return torch.cat([pad, body] if padding_side == "left" else [body, pad])
+
+
+def batch_segments(
+    layouts: list[Layout], total_len: int | None = None, padding_side: str = "right"
+) -> torch.Tensor:
+    """Segment ids (B, T) for a batch; T defaults to the longest layout."""
+    if not layouts:
+        raise ValueError("empty batch")
+    total_len = total_len or max(lay.length for lay in layouts)
+    return torch.stack([segments_for(lay, total_len, padding_side) for lay in layouts])
+
+
+def visibility(segments: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, T, T): True where query row i may attend to key column j."""
+    B, T = segments.shape
+    q = segments[:, :, None]  # (B, T, 1) row = query
+    k = segments[:, None, :]  # (B, 1, T) column = key
+    idx = torch.arange(T, device=segments.device)
+    causal = idx[None, :, None] >= idx[None, None, :]  # (1, T, T)
+    same = idx[None, :, None] == idx[None, None, :]  # (1, T, T) diagonal
+    real = (q != PAD) & (k != PAD)  # (B, T, T)
+    suffix_sees_prefix = (q == SUFFIX) & (k == PREFIX)
+    special_sees_other_special = (q == SPECIAL) & (k == SPECIAL) & ~same
+    return causal & real & ~suffix_sees_prefix & ~special_sees_other_special
+
+
+def additive_mask(visible: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, T, T) bool -> (B, 1, T, T) float: 0 where visible, finfo(dtype).min elsewhere.
+
+    finfo.min rather than -inf: a fully hidden row (padding) then softmaxes to a uniform
+    distribution instead of NaN.
+    """
+    zero = torch.zeros((), dtype=dtype, device=visible.device)
+    hidden = torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=visible.device)
+    return torch.where(visible, zero, hidden)[:, None, :, :]
+
+
+def gem_attention_mask(segments: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Segment ids (B, T) -> additive 4-D GEM mask (B, 1, T, T)."""
+    return additive_mask(visibility(segments), dtype)
+
+
+def position_ids(segments: torch.Tensor) -> torch.Tensor:
+    """(B, T) positions counting only real tokens, so left padding does not shift them.
+
+    >>> position_ids(torch.tensor([[0, 0, 1, 2, 3]])).tolist()
+    [[0, 0, 0, 1, 2]]
+    """
+    real = (segments != PAD).long()
+    return (real.cumsum(-1) - 1).clamp(min=0)
