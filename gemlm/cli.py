@@ -212,6 +212,41 @@ def demo(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
     console.print(f"[bold green]answer:[/bold green] {m.chat(question, max_new_tokens=48)}")
 
 
+@app.command()
+def train(
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value settings over the config.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="A YAML recipe.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoints.")] = False,
+    help_config: Annotated[bool, typer.Option(help="List every setting and exit.")] = False,
+) -> None:
+    """GEM post-training: mixed NTP, then contrastive; saves a gemlm + a sentence-transformers folder."""
+    from .training.config import GEMTrainingConfig
+
+    if help_config:
+        table = Table("setting", "default", "help", title="GEMTrainingConfig")
+        for row in GEMTrainingConfig.help_table():
+            table.add_row(*row)
+        console.print(table)
+        return
+    try:
+        cfg = GEMTrainingConfig.from_yaml(config, overrides)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    from .training.run import train as run_training
+
+    try:
+        summary = run_training(cfg, resume=resume)
+    except (ValueError, FileNotFoundError, FileExistsError, ModelSourceError, FloatingPointError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table("metric", "before", "after", title=f"GEM training: {cfg.output_dir}")
+    for key in summary.get("after", {}):
+        table.add_row(key, str(summary.get("before", {}).get(key, "")), str(summary["after"][key]))
+    console.print(table)
+    console.print(f"model: {summary.get('model')}  ({summary.get('train_minutes')} min)")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,86 @@
+"""Export a k = 1 GEM model as a legacy-layout sentence-transformers folder.
+
+The layout every consumer reads (sentence-transformers 2.x-6.x, vLLM, TEI, llama.cpp/Ollama
+converters): the HF weights at the root, ``modules.json`` listing Transformer (path "") +
+Pooling (``pooling_mode_lasttoken``) + Normalize, ``sentence_bert_config.json`` and
+``config_sentence_transformers.json``. The tokenizer's post-processor appends the GEM token, so
+plain last-token pooling reproduces the GEM readout. The chat template is dropped from this
+copy: it is an embedding-only folder, and sentence-transformers 6 would otherwise route plain
+text through the template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tokenizers.processors import TemplateProcessing
+
+from .model import GEMModel
+
+MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+]
+
+
+def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path:
+    if gem.config.num_special_tokens != 1 or gem.config.readout != "mean":
+        raise ValueError("the sentence-transformers export needs k = 1 (last-token pooling)")
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        gem.model.save_pretrained(tmp, safe_serialization=True)
+        tok = _appending_tokenizer(gem)
+        tok.save_pretrained(tmp)
+        (tmp / "chat_template.jinja").unlink(missing_ok=True)
+        dim = gem.get_embedding_dimension()
+        (tmp / "modules.json").write_text(json.dumps(MODULES, indent=2))
+        (tmp / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": gem.config.max_length, "do_lower_case": False}, indent=2)
+        )
+        (tmp / "config_sentence_transformers.json").write_text(
+            json.dumps(
+                {
+                    "prompts": gem.config.prompts,
+                    "default_prompt_name": gem.config.default_prompt_name,
+                    "similarity_fn_name": "cosine",
+                    "model_type": "SentenceTransformer",
+                },
+                indent=2,
+            )
+        )
+        pooling = {f"pooling_mode_{m}": False for m in
+                   ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens")}
+        pooling.update(word_embedding_dimension=dim, pooling_mode_lasttoken=True, include_prompt=True)
+        (tmp / "1_Pooling").mkdir()
+        (tmp / "1_Pooling/config.json").write_text(json.dumps(pooling, indent=2))
+        (tmp / "2_Normalize").mkdir()
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _appending_tokenizer(gem: GEMModel):
+    """A copy of the tokenizer that appends the GEM token after every (truncated) text."""
+    import copy
+
+    tok = copy.deepcopy(gem.tokenizer)
+    tok.chat_template = None
+    special = gem.config.special_tokens[0]
+    probe = tok("x", add_special_tokens=True)["input_ids"]
+    bare = tok("x", add_special_tokens=False)["input_ids"]
+    head = probe[: len(probe) - len(bare)]  # BOS etc. the tokenizer adds in front
+    head_tokens = tok.convert_ids_to_tokens(head)
+    single = " ".join([*head_tokens, "$A", special])
+    pairs = [(t, i) for t, i in zip(head_tokens, head, strict=True)] + [(special, gem.special_ids[0])]
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single=single, special_tokens=pairs)
+    return tok

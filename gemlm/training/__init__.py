@@ -1,0 +1,3 @@
+"""GEM post-training: data, collator, losses, trainer."""
+
+from __future__ import annotations

@@ -1,0 +1,163 @@
+"""``GEMTrainingConfig``: every knob of a GEM post-training run, with help text, from YAML."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class GEMTrainingConfig:
+    # model and tuning
+    model: str = _f("smollm2-135m-instruct", "Base model: alias, HF/gemlm folder, .gguf or hub id.")
+    output_dir: str = _f("runs/gem", "Run folder: checkpoints, logs, plot, final model.")
+    num_special_tokens: int = _f(1, "k, the number of GEM tokens (1..10).")
+    tuning: str = _f("lora", "lora (peft adapters + the special-token embedding rows) or full.")
+    lora_r: int = _f(16, "LoRA rank.")
+    lora_alpha: int = _f(32, "LoRA alpha.")
+    lora_dropout: float = _f(0.0, "LoRA dropout.")
+    lora_target_modules: list[str] | None = _f(None, "LoRA targets; inferred per architecture.")
+    # data
+    data_dir: str | None = _f(None, "Data root for relative train_data (default ../shared/data).")
+    train_data: str = _f("wikipedia_en_wikiextractor", "Training text: file, folder or hub id.")
+    text_column: str = _f("text", "Text column for JSONL/Parquet/datasets sources.")
+    min_words: int = _f(8, "Drop text units shorter than this many words.")
+    max_train_rows: int | None = _f(None, "Cap on text units used (None = all).")
+    eval_rows: int = _f(200, "Held-out text units for perplexity (never trained on).")
+    # stage 1: mixed next-token prediction
+    ntp_steps: int = _f(100, "Optimizer steps of mixed NTP (0 skips the stage).")
+    ntp_lr: float = _f(1e-4, "Learning rate of mixed NTP.")
+    ntp_batch_size: int = _f(32, "Sequences per NTP step.")
+    ntp_seq_len: int = _f(512, "Tokens per NTP sequence (chunked text).")
+    gem_prob: float = _f(0.2, "Share of NTP sequences that get the specials (paper: 0.2).")
+    gem_format: str = _f("reconstruction", "split, reconstruction or mixed.")
+    min_prefix: int = _f(8, "Shortest prefix before the specials in split format.")
+    min_suffix: int = _f(8, "Shortest suffix after the specials in split format.")
+    # stage 2: contrastive
+    contrastive_steps: int = _f(1000, "Optimizer steps of InfoNCE (0 skips the stage).")
+    contrastive_lr: float = _f(1e-5, "Learning rate of the contrastive stage.")
+    contrastive_batch_size: int = _f(32, "Anchor/positive pairs per step (in-batch negatives).")
+    contrastive_max_len: int = _f(64, "Tokens per contrastive text before the specials.")
+    contrastive_unit: str = _f("sentence", "sentence (split paragraphs) or paragraph.")
+    token_dropout: float = _f(0.1, "Share of text tokens dropped to make the positive view.")
+    contrastive_alpha: float = _f(1.0, "Weight of InfoNCE; 1 - alpha goes to NTP on the anchors.")
+    logit_scale_init: float = _f(20.0, "Initial InfoNCE logit scale (1/temperature).")
+    logit_scale_max: float = _f(100.0, "Cap on the logit scale.")
+    prompt: str = _f("", "Instruction prepended before the text when embedding (train + use).")
+    max_length: int = _f(512, "Readout max_length saved with the model.")
+    # optimisation
+    lr_scheduler: str = _f("cosine", "Scheduler per stage (transformers name).")
+    warmup_ratio: float = _f(0.0, "Warm-up share of each stage.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
+    bf16: bool = _f(True, "bf16 autocast (CPU AMX/AVX512-BF16); weights stay fp32.")
+    gradient_checkpointing: bool = _f(False, "Recompute activations to save memory.")
+    save_steps: int = _f(50, "Checkpoint every N optimizer steps.")
+    save_total_limit: int = _f(2, "Checkpoints kept per stage.")
+    logging_steps: int = _f(5, "Log every N steps.")
+    seed: int = _f(0, "Seed for data order, GEM placement and dropout.")
+    quick_eval: bool = _f(True, "Measure STS-B / Banking77 / perplexity before and after.")
+    quick_eval_limit: int | None = _f(None, "Cap rows per quick-eval task (None = full test sets).")
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        checks = {
+            "tuning": self.tuning in ("lora", "full"),
+            "gem_format": self.gem_format in ("split", "reconstruction", "mixed"),
+            "contrastive_unit": self.contrastive_unit in ("sentence", "paragraph"),
+            "gem_prob": 0 <= self.gem_prob <= 1,
+            "token_dropout": 0 <= self.token_dropout < 1,
+            "contrastive_alpha": 0 <= self.contrastive_alpha <= 1,
+            "num_special_tokens": 1 <= self.num_special_tokens <= 10,
+            "ntp_steps": self.ntp_steps >= 0,
+            "contrastive_steps": self.contrastive_steps >= 0,
+            "contrastive_batch_size": self.contrastive_batch_size >= 2,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid value for {', '.join(bad)}: {[getattr(self, b) for b in bad]}")
+        k = self.num_special_tokens
+        need = {
+            "split": self.min_prefix + k + self.min_suffix,
+            "reconstruction": 2 * self.min_prefix + k,
+        }
+        need["mixed"] = max(need.values())
+        if self.ntp_steps and self.ntp_seq_len < need[self.gem_format]:
+            raise ValueError(
+                f"ntp_seq_len={self.ntp_seq_len} is too small for {self.gem_format} with "
+                f"min_prefix={self.min_prefix}, {k} specials, min_suffix={self.min_suffix} "
+                f"(needs >= {need[self.gem_format]})"
+            )
+
+    def _check_types(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value, expected = getattr(self, f.name), hints[f.name]
+            if not _matches(value, expected):
+                raise TypeError(f"{f.name} must be {expected}, got {type(value).__name__}: {value!r}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, overrides: list[str] | None = None) -> GEMTrainingConfig:
+        """Read a YAML recipe, then apply ``key=value`` overrides (values parsed as YAML)."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise FileNotFoundError(f"config not found: {p}")
+            data = yaml.safe_load(p.read_text()) or {}
+            if not isinstance(data, dict):
+                raise ValueError(f"{p} must hold a mapping of settings")
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} must look like key=value")
+            data[key.strip()] = yaml.safe_load(value)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; see `gemlm train --help-config`")
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():  # YAML reads 1e-4 as a string
+            if isinstance(value, str) and float in typing.get_args(hints[key]) + (hints[key],):
+                try:
+                    data[key] = float(value)
+                except ValueError:
+                    pass
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def help_table(cls) -> list[tuple[str, str, str]]:
+        return [
+            (f.name, repr(f.default if f.default is not MISSING else f.default_factory()), f.metadata["help"])
+            for f in fields(cls)
+        ]
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    return isinstance(value, expected)

@@ -1,0 +1,244 @@
+"""Running a GEM post-training recipe: data -> stage 1 (mixed NTP) -> stage 2 (contrastive) -> save.
+
+Each stage is its own ``GEMTrainer`` run in ``output_dir/<stage>/`` with periodic checkpoints;
+a finished stage leaves ``final.safetensors`` (its trainable tensors), so ``resume`` skips it and
+continues the next from its latest checkpoint. The final model is saved atomically as a gemlm
+folder (LoRA merged into the weights) and as a sentence-transformers folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..model import GEMModel
+from ..paths import data_dir as default_data_dir
+from .collator import ContrastiveCollator, GEMCollator
+from .config import GEMTrainingConfig
+from .data import load_texts, tokenize_and_chunk, train_eval_split
+from .losses import LogitScale
+from .trainer import GEMTrainer, GEMTrainingModule, apply_lora, load_trainable
+
+logger = logging.getLogger(__name__)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+
+
+def _resolve_data(cfg: GEMTrainingConfig) -> str:
+    path = Path(cfg.train_data).expanduser()
+    if path.exists() or path.is_absolute():
+        return str(path)
+    candidate = default_data_dir(cfg.data_dir) / cfg.train_data
+    return str(candidate) if candidate.exists() else cfg.train_data  # else: a hub dataset id
+
+
+def tokenize_texts(ds, tokenizer, max_len: int, prompt: str = ""):
+    """One row per text: ids of ``prompt + text`` exactly as ``GEMModel.encode`` tokenizes them."""
+
+    def tok(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        ids = tokenizer([prompt + t for t in batch["text"]], add_special_tokens=True)["input_ids"]
+        return {"input_ids": [x[:max_len] for x in ids]}
+
+    return ds.map(tok, batched=True, remove_columns=ds.column_names)
+
+
+def _sentences(ds, min_words: int):
+    def split(batch: dict[str, list[str]]) -> dict[str, list[str]]:
+        out = [s for text in batch["text"] for s in SENTENCE_END.split(text) if len(s.split()) >= min_words]
+        return {"text": out}
+
+    return ds.map(split, batched=True, remove_columns=ds.column_names)
+
+
+def _training_args(cfg: GEMTrainingConfig, out: Path, steps: int, lr: float, batch: int) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(out),
+        max_steps=steps,
+        learning_rate=lr,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=int(cfg.warmup_ratio * steps),
+        weight_decay=cfg.weight_decay,
+        bf16=cfg.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        report_to=[],
+        remove_unused_columns=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
+        ddp_find_unused_parameters=False,
+        disable_tqdm=False,
+    )
+
+
+def _distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _run_stage(name: str, cfg: GEMTrainingConfig, module: GEMTrainingModule, dataset, collator,
+               steps: int, lr: float, batch: int, resume: bool) -> list[dict[str, Any]]:
+    out = Path(cfg.output_dir) / name
+    final = out / "final.safetensors"
+    if final.exists():
+        logger.warning("stage %s already finished: loading %s", name, final)
+        load_trainable(module, final)
+        return json.loads((out / "log_history.json").read_text())
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last and not resume:
+        raise FileExistsError(f"{out} holds checkpoints: pass --resume to continue, or use another output_dir")
+    trainer = GEMTrainer(
+        model=module,
+        args=_training_args(cfg, out, steps, lr, batch),
+        train_dataset=dataset,
+        data_collator=collator,
+    )
+    trainer.train(resume_from_checkpoint=last if resume else None)
+    if trainer.args.should_save:
+        trainer._save(str(out))
+        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+        (out / "trainable.safetensors").replace(final)
+    return trainer.state.log_history
+
+
+def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
+    """Run both stages; return a summary (also written to ``output_dir/summary.json``)."""
+    t0 = time.perf_counter()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    torch.manual_seed(cfg.seed)
+
+    gem = GEMModel.from_pretrained(cfg.model, num_special_tokens=cfg.num_special_tokens, dtype="float32")
+    gem.config.max_length = cfg.max_length
+    if cfg.prompt:
+        gem.config.prompts = {"query": cfg.prompt, "document": cfg.prompt}
+        gem.config.default_prompt_name = "document"
+    tok = gem.tokenizer
+
+    texts = load_texts(_resolve_data(cfg), text_column=cfg.text_column, min_words=cfg.min_words)
+    if cfg.max_train_rows:
+        texts = texts.select(range(min(cfg.max_train_rows + cfg.eval_rows, len(texts))))
+    train_texts, heldout = train_eval_split(texts, eval_rows=cfg.eval_rows, seed=cfg.seed)
+    heldout_texts = list(heldout["text"])
+
+    summary: dict[str, Any] = {"config": cfg.to_dict()}
+    data = default_data_dir(cfg.data_dir) if cfg.quick_eval else None
+    if cfg.quick_eval:
+        from .quick_eval import quick_eval
+
+        if not (out / "before.json").exists():  # measured once per run folder
+            before = quick_eval(_eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit)
+            (out / "before.json").write_text(json.dumps(before))
+        summary["before"] = json.loads((out / "before.json").read_text())
+
+    lm = gem.model
+    if cfg.tuning == "lora":
+        lm = apply_lora(lm, gem.special_ids, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+    if cfg.gradient_checkpointing:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    mask_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+    history: list[dict[str, Any]] = []
+
+    if cfg.ntp_steps:
+        chunks = tokenize_and_chunk(train_texts, tok, cfg.ntp_seq_len)
+        collator = GEMCollator(
+            special_ids=gem.special_ids, pad_id=gem.pad_id, gem_prob=cfg.gem_prob, format=cfg.gem_format,
+            min_prefix=cfg.min_prefix, min_suffix=cfg.min_suffix, mask_dtype=mask_dtype, seed=cfg.seed,
+        )
+        module = GEMTrainingModule(lm)
+        history += _tag(_run_stage("stage1-ntp", cfg, module, chunks, collator, cfg.ntp_steps,
+                                   cfg.ntp_lr, cfg.ntp_batch_size, resume), "ntp")
+
+    if cfg.contrastive_steps:
+        units = _sentences(train_texts, cfg.min_words) if cfg.contrastive_unit == "sentence" else train_texts
+        # exactly what encode() feeds the model: tokenizer(prompt + text) with its BOS, if any
+        sentences = tokenize_texts(units, tok, cfg.contrastive_max_len, prompt=cfg.prompt)
+        collator = ContrastiveCollator(
+            special_ids=gem.special_ids, pad_id=gem.pad_id, dropout=cfg.token_dropout,
+            protect=len(tok(cfg.prompt, add_special_tokens=True)["input_ids"]),
+            mask_dtype=mask_dtype, seed=cfg.seed,
+        )
+        module = GEMTrainingModule(lm, LogitScale(cfg.logit_scale_init, cfg.logit_scale_max), cfg.contrastive_alpha)
+        history += _tag(_run_stage("stage2-contrastive", cfg, module, sentences, collator,
+                                   cfg.contrastive_steps, cfg.contrastive_lr, cfg.contrastive_batch_size,
+                                   resume), "contrastive")
+
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return summary
+    if cfg.tuning == "lora":
+        lm = lm.merge_and_unload()
+    gem.model = lm.eval()
+    final = gem.save_pretrained(out / "model")
+    from ..export import export_sentence_transformers
+
+    export_sentence_transformers(gem, out / "sentence-transformers")
+    write_logs(history, out)
+    summary["train_minutes"] = round((time.perf_counter() - t0) / 60, 1)
+    if cfg.quick_eval:
+        from .quick_eval import quick_eval
+
+        summary["after"] = quick_eval(_eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit)
+    summary["model"] = str(final)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _eval_copy(gem: GEMModel) -> GEMModel:
+    """Evaluate as users run it: bf16 where the CPU has it (weights copied, training untouched)."""
+    import copy
+
+    from ..model import default_dtype
+
+    return GEMModel(copy.deepcopy(gem.model).to(default_dtype()), gem.tokenizer, gem.config)
+
+
+def _tag(history: list[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
+    return [{**row, "stage": stage} for row in history]
+
+
+def write_logs(history: list[dict[str, Any]], out: Path) -> None:
+    """``log.json``, ``log.csv`` and ``loss.png`` (one panel per logged loss part)."""
+    rows = [r for r in history if "loss" in r]
+    (out / "log.json").write_text(json.dumps(history, indent=1))
+    keys = sorted({k for r in rows for k in r})
+    with open(out / "log.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = [k for k in ("loss", "ntp", "contrastive", "accuracy", "logit_scale") if any(k in r for r in rows)]
+    if not parts:
+        return
+    fig, axes = plt.subplots(1, len(parts), figsize=(4 * len(parts), 3), squeeze=False)
+    for ax, key in zip(axes[0], parts, strict=True):
+        for stage in ("ntp", "contrastive"):
+            pts = [(i, r[key]) for i, r in enumerate(rows) if key in r and r.get("stage") == stage]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=stage)
+        ax.set_title(key)
+        ax.set_xlabel("log step")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=80)
+    plt.close(fig)
