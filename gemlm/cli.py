@@ -214,12 +214,14 @@ def demo(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
 
 @app.command()
 def train(
-    overrides: Annotated[list[str] | None, typer.Argument(help="key=value settings over the config.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value settings over the config.")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="A YAML recipe.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoints.")] = False,
     help_config: Annotated[bool, typer.Option(help="List every setting and exit.")] = False,
 ) -> None:
-    """GEM post-training: mixed NTP, then contrastive; saves a gemlm + a sentence-transformers folder."""
+    """GEM post-training (mixed NTP, then contrastive) -> a gemlm + a sentence-transformers folder."""
     from .training.config import GEMTrainingConfig
 
     if help_config:
@@ -237,7 +239,13 @@ def train(
 
     try:
         summary = run_training(cfg, resume=resume)
-    except (ValueError, FileNotFoundError, FileExistsError, ModelSourceError, FloatingPointError) as exc:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        ModelSourceError,
+        FloatingPointError,
+    ) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     table = Table("metric", "before", "after", title=f"GEM training: {cfg.output_dir}")

@@ -24,7 +24,12 @@ from .model import GEMModel
 MODULES = [
     {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
     {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    {
+        "idx": 2,
+        "name": "2",
+        "path": "2_Normalize",
+        "type": "sentence_transformers.models.Normalize",
+    },
 ]
 
 
@@ -55,9 +60,19 @@ def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path
                 indent=2,
             )
         )
-        pooling = {f"pooling_mode_{m}": False for m in
-                   ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens")}
-        pooling.update(word_embedding_dimension=dim, pooling_mode_lasttoken=True, include_prompt=True)
+        pooling = {
+            f"pooling_mode_{m}": False
+            for m in (
+                "cls_token",
+                "mean_tokens",
+                "max_tokens",
+                "mean_sqrt_len_tokens",
+                "weightedmean_tokens",
+            )
+        }
+        pooling.update(
+            word_embedding_dimension=dim, pooling_mode_lasttoken=True, include_prompt=True
+        )
         (tmp / "1_Pooling").mkdir()
         (tmp / "1_Pooling/config.json").write_text(json.dumps(pooling, indent=2))
         (tmp / "2_Normalize").mkdir()
@@ -81,6 +96,8 @@ def _appending_tokenizer(gem: GEMModel):
     head = probe[: len(probe) - len(bare)]  # BOS etc. the tokenizer adds in front
     head_tokens = tok.convert_ids_to_tokens(head)
     single = " ".join([*head_tokens, "$A", special])
-    pairs = [(t, i) for t, i in zip(head_tokens, head, strict=True)] + [(special, gem.special_ids[0])]
+    pairs = [(t, i) for t, i in zip(head_tokens, head, strict=True)] + [
+        (special, gem.special_ids[0])
+    ]
     tok.backend_tokenizer.post_processor = TemplateProcessing(single=single, special_tokens=pairs)
     return tok

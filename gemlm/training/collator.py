@@ -1,4 +1,4 @@
-"""Collators: mixed next-token prediction (some sequences get GEM specials) and contrastive views."""
+"""Collators: mixed NTP (some sequences get the GEM specials) and contrastive views."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def _pad_batch(
     input_ids = torch.full((B, T), pad_id, dtype=torch.long)
     for i, ids in enumerate(seqs):
         input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    has_gem = bool((segments == masking.SUFFIX).any()) or k > 1
-    if has_gem:
+    specials_isolated = k > 1 and bool((segments == masking.SPECIAL).any())
+    if specials_isolated or bool((segments == masking.SUFFIX).any()):
         attention_mask = masking.gem_attention_mask(segments, mask_dtype)  # (B, 1, T, T)
     else:  # plain causal text and k = 1 readouts: the stock causal path is exact
         attention_mask = (segments != masking.PAD).long()  # (B, T)
@@ -42,7 +42,8 @@ class GEMCollator:
     ``format="split"`` inserts them at a random point (``prefix <S> suffix``),
     ``"reconstruction"`` builds ``text <S> text`` from the first half of the chunk, ``"mixed"``
     picks either at random. Labels are -100 on the specials and on padding; the suffix can read
-    the prefix only through the specials (the GEM mask). Sequences keep their input length.
+    the prefix only through the specials (the GEM mask). Sequences keep their input length
+    (reconstruction drops one token when ``len - k`` is odd).
 
     >>> c = GEMCollator(special_ids=[99], pad_id=0, gem_prob=1.0, format="split", min_prefix=2,
     ...                 min_suffix=2, seed=0)
@@ -82,7 +83,9 @@ class GEMCollator:
     def gem_sequence(self, ids: list[int]) -> tuple[list[int], Layout]:
         """One sequence with the specials inserted, cut back to ``len(ids)`` tokens."""
         k, n = len(self.special_ids), len(ids)
-        fmt = self.format if self.format != "mixed" else self.rng.choice(["split", "reconstruction"])
+        fmt = (
+            self.format if self.format != "mixed" else self.rng.choice(["split", "reconstruction"])
+        )
         if fmt == "reconstruction":
             half = (n - k) // 2
             return ids[:half] + self.special_ids + ids[:half], Layout(half, k, half)
@@ -100,7 +103,7 @@ class GEMCollator:
                 layout = Layout(len(ids))
             seqs.append(ids)
             layouts.append(layout)
-        batch = _pad_batch(seqs, layouts, self.pad_id, self.mask_dtype, k=1)
+        batch = _pad_batch(seqs, layouts, self.pad_id, self.mask_dtype, k=len(self.special_ids))
         labels = batch["input_ids"].clone()
         labels[(batch["segments"] == masking.SPECIAL) | (batch["segments"] == masking.PAD)] = IGNORE
         batch["labels"] = labels

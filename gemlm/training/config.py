@@ -83,10 +83,24 @@ class GEMTrainingConfig:
             "ntp_steps": self.ntp_steps >= 0,
             "contrastive_steps": self.contrastive_steps >= 0,
             "contrastive_batch_size": self.contrastive_batch_size >= 2,
+            "ntp_batch_size": self.ntp_batch_size >= 1,
+            "ntp_lr": self.ntp_lr > 0,
+            "contrastive_lr": self.contrastive_lr > 0,
+            "min_prefix": self.min_prefix >= 1,
+            "min_suffix": self.min_suffix >= 1,
+            "contrastive_max_len": self.contrastive_max_len >= 1,
+            "lora_r": self.lora_r >= 1,
+            "eval_rows": self.eval_rows >= 1,
+            "save_steps": self.save_steps >= 1,
+            "logging_steps": self.logging_steps >= 1,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
+            "logit_scale_init": 0 < self.logit_scale_init <= self.logit_scale_max,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid value for {', '.join(bad)}: {[getattr(self, b) for b in bad]}")
+            raise ValueError(
+                f"invalid value for {', '.join(bad)}: {[getattr(self, b) for b in bad]}"
+            )
         k = self.num_special_tokens
         need = {
             "split": self.min_prefix + k + self.min_suffix,
@@ -105,10 +119,14 @@ class GEMTrainingConfig:
         for f in fields(self):
             value, expected = getattr(self, f.name), hints[f.name]
             if not _matches(value, expected):
-                raise TypeError(f"{f.name} must be {expected}, got {type(value).__name__}: {value!r}")
+                raise TypeError(
+                    f"{f.name} must be {expected}, got {type(value).__name__}: {value!r}"
+                )
 
     @classmethod
-    def from_yaml(cls, path: str | Path | None, overrides: list[str] | None = None) -> GEMTrainingConfig:
+    def from_yaml(
+        cls, path: str | Path | None, overrides: list[str] | None = None
+    ) -> GEMTrainingConfig:
         """Read a YAML recipe, then apply ``key=value`` overrides (values parsed as YAML)."""
         data: dict[str, Any] = {}
         if path is not None:
@@ -142,7 +160,11 @@ class GEMTrainingConfig:
     @classmethod
     def help_table(cls) -> list[tuple[str, str, str]]:
         return [
-            (f.name, repr(f.default if f.default is not MISSING else f.default_factory()), f.metadata["help"])
+            (
+                f.name,
+                repr(f.default if f.default is not MISSING else f.default_factory()),
+                f.metadata["help"],
+            )
             for f in fields(cls)
         ]
 

@@ -30,8 +30,9 @@ def sts_spearman(gem: GEMModel, data: Path, limit: int | None = None, **encode_k
     return float(spearmanr(cos, [float(r[2]) for r in rows]).statistic * 100)
 
 
-def banking77_accuracy(gem: GEMModel, data: Path, limit: int | None = None, train_rows: int = 3000,
-                       **encode_kw) -> float:
+def banking77_accuracy(
+    gem: GEMModel, data: Path, limit: int | None = None, train_rows: int = 3000, **encode_kw
+) -> float:
     from sklearn.linear_model import LogisticRegression
 
     def read(name: str) -> list[tuple[str, str]]:
@@ -43,7 +44,10 @@ def banking77_accuracy(gem: GEMModel, data: Path, limit: int | None = None, trai
     train, test = train[:train_rows], read("test.csv")[:limit]
     clf = LogisticRegression(max_iter=1000)
     clf.fit(gem.encode([t for t, _ in train], **encode_kw), [y for _, y in train])
-    return float((clf.predict(gem.encode([t for t, _ in test], **encode_kw)) == [y for _, y in test]).mean() * 100)
+    return float(
+        (clf.predict(gem.encode([t for t, _ in test], **encode_kw)) == [y for _, y in test]).mean()
+        * 100
+    )
 
 
 @torch.inference_mode()
@@ -70,7 +74,9 @@ def perplexity(gem: GEMModel, texts: list[str], max_len: int = 256, batch_size: 
     return math.exp(nll / count)
 
 
-def quick_eval(gem: GEMModel, data: Path, heldout: list[str], limit: int | None = None) -> dict[str, float]:
+def quick_eval(
+    gem: GEMModel, data: Path, heldout: list[str], limit: int | None = None
+) -> dict[str, float]:
     t = time.perf_counter()
     out = {
         "stsb_spearman": round(sts_spearman(gem, data, limit), 2),

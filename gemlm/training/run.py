@@ -13,13 +13,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
@@ -53,13 +53,20 @@ def tokenize_texts(ds, tokenizer, max_len: int, prompt: str = ""):
 
 def _sentences(ds, min_words: int):
     def split(batch: dict[str, list[str]]) -> dict[str, list[str]]:
-        out = [s for text in batch["text"] for s in SENTENCE_END.split(text) if len(s.split()) >= min_words]
+        out = [
+            s
+            for text in batch["text"]
+            for s in SENTENCE_END.split(text)
+            if len(s.split()) >= min_words
+        ]
         return {"text": out}
 
     return ds.map(split, batched=True, remove_columns=ds.column_names)
 
 
-def _training_args(cfg: GEMTrainingConfig, out: Path, steps: int, lr: float, batch: int) -> TrainingArguments:
+def _training_args(
+    cfg: GEMTrainingConfig, out: Path, steps: int, lr: float, batch: int
+) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(out),
         max_steps=steps,
@@ -81,7 +88,7 @@ def _training_args(cfg: GEMTrainingConfig, out: Path, steps: int, lr: float, bat
         data_seed=cfg.seed,
         dataloader_num_workers=0,
         ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
-        ddp_find_unused_parameters=False,
+        ddp_find_unused_parameters=cfg.tuning == "full",
         disable_tqdm=False,
     )
 
@@ -90,17 +97,46 @@ def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _run_stage(name: str, cfg: GEMTrainingConfig, module: GEMTrainingModule, dataset, collator,
-               steps: int, lr: float, batch: int, resume: bool) -> list[dict[str, Any]]:
+def latest_complete_checkpoint(stage_dir: Path) -> str | None:
+    """The newest checkpoint whose trainer_state.json (written last) parses; a checkpoint left
+    half-written by a killed run is removed, so training resumes from the one before it."""
+    found = sorted(
+        stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True
+    )
+    for ckpt in found:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return str(ckpt)
+        except (OSError, ValueError):
+            logger.warning(
+                "removing incomplete checkpoint %s (the run was interrupted while saving)", ckpt
+            )
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return None
+
+
+def _run_stage(
+    name: str,
+    cfg: GEMTrainingConfig,
+    module: GEMTrainingModule,
+    dataset,
+    collator,
+    steps: int,
+    lr: float,
+    batch: int,
+    resume: bool,
+) -> list[dict[str, Any]]:
     out = Path(cfg.output_dir) / name
     final = out / "final.safetensors"
     if final.exists():
         logger.warning("stage %s already finished: loading %s", name, final)
         load_trainable(module, final)
         return json.loads((out / "log_history.json").read_text())
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    last = latest_complete_checkpoint(out)
     if last and not resume:
-        raise FileExistsError(f"{out} holds checkpoints: pass --resume to continue, or use another output_dir")
+        raise FileExistsError(
+            f"{out} holds checkpoints: pass --resume to continue, or use another output_dir"
+        )
     trainer = GEMTrainer(
         model=module,
         args=_training_args(cfg, out, steps, lr, batch),
@@ -123,7 +159,9 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed)
 
-    gem = GEMModel.from_pretrained(cfg.model, num_special_tokens=cfg.num_special_tokens, dtype="float32")
+    gem = GEMModel.from_pretrained(
+        cfg.model, num_special_tokens=cfg.num_special_tokens, dtype="float32"
+    )
     gem.config.max_length = cfg.max_length
     if cfg.prompt:
         gem.config.prompts = {"query": cfg.prompt, "document": cfg.prompt}
@@ -148,7 +186,14 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
 
     lm = gem.model
     if cfg.tuning == "lora":
-        lm = apply_lora(lm, gem.special_ids, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        lm = apply_lora(
+            lm,
+            gem.special_ids,
+            cfg.lora_r,
+            cfg.lora_alpha,
+            cfg.lora_dropout,
+            cfg.lora_target_modules,
+        )
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     mask_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
@@ -157,26 +202,64 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     if cfg.ntp_steps:
         chunks = tokenize_and_chunk(train_texts, tok, cfg.ntp_seq_len)
         collator = GEMCollator(
-            special_ids=gem.special_ids, pad_id=gem.pad_id, gem_prob=cfg.gem_prob, format=cfg.gem_format,
-            min_prefix=cfg.min_prefix, min_suffix=cfg.min_suffix, mask_dtype=mask_dtype, seed=cfg.seed,
+            special_ids=gem.special_ids,
+            pad_id=gem.pad_id,
+            gem_prob=cfg.gem_prob,
+            format=cfg.gem_format,
+            min_prefix=cfg.min_prefix,
+            min_suffix=cfg.min_suffix,
+            mask_dtype=mask_dtype,
+            seed=cfg.seed,
         )
         module = GEMTrainingModule(lm)
-        history += _tag(_run_stage("stage1-ntp", cfg, module, chunks, collator, cfg.ntp_steps,
-                                   cfg.ntp_lr, cfg.ntp_batch_size, resume), "ntp")
+        history += _tag(
+            _run_stage(
+                "stage1-ntp",
+                cfg,
+                module,
+                chunks,
+                collator,
+                cfg.ntp_steps,
+                cfg.ntp_lr,
+                cfg.ntp_batch_size,
+                resume,
+            ),
+            "ntp",
+        )
 
     if cfg.contrastive_steps:
-        units = _sentences(train_texts, cfg.min_words) if cfg.contrastive_unit == "sentence" else train_texts
+        units = (
+            _sentences(train_texts, cfg.min_words)
+            if cfg.contrastive_unit == "sentence"
+            else train_texts
+        )
         # exactly what encode() feeds the model: tokenizer(prompt + text) with its BOS, if any
         sentences = tokenize_texts(units, tok, cfg.contrastive_max_len, prompt=cfg.prompt)
         collator = ContrastiveCollator(
-            special_ids=gem.special_ids, pad_id=gem.pad_id, dropout=cfg.token_dropout,
+            special_ids=gem.special_ids,
+            pad_id=gem.pad_id,
+            dropout=cfg.token_dropout,
             protect=len(tok(cfg.prompt, add_special_tokens=True)["input_ids"]),
-            mask_dtype=mask_dtype, seed=cfg.seed,
+            mask_dtype=mask_dtype,
+            seed=cfg.seed,
         )
-        module = GEMTrainingModule(lm, LogitScale(cfg.logit_scale_init, cfg.logit_scale_max), cfg.contrastive_alpha)
-        history += _tag(_run_stage("stage2-contrastive", cfg, module, sentences, collator,
-                                   cfg.contrastive_steps, cfg.contrastive_lr, cfg.contrastive_batch_size,
-                                   resume), "contrastive")
+        module = GEMTrainingModule(
+            lm, LogitScale(cfg.logit_scale_init, cfg.logit_scale_max), cfg.contrastive_alpha
+        )
+        history += _tag(
+            _run_stage(
+                "stage2-contrastive",
+                cfg,
+                module,
+                sentences,
+                collator,
+                cfg.contrastive_steps,
+                cfg.contrastive_lr,
+                cfg.contrastive_batch_size,
+                resume,
+            ),
+            "contrastive",
+        )
 
     from accelerate import PartialState
 
@@ -227,7 +310,11 @@ def write_logs(history: list[dict[str, Any]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = [k for k in ("loss", "ntp", "contrastive", "accuracy", "logit_scale") if any(k in r for r in rows)]
+    parts = [
+        k
+        for k in ("loss", "ntp", "contrastive", "accuracy", "logit_scale")
+        if any(k in r for r in rows)
+    ]
     if not parts:
         return
     fig, axes = plt.subplots(1, len(parts), figsize=(4 * len(parts), 3), squeeze=False)

@@ -24,14 +24,24 @@ def lora_targets(model: PreTrainedModel) -> list[str]:
     if model.config.model_type in LORA_FAMILIES:
         return LORA_TARGETS
     out = model.get_output_embeddings()
-    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) and m is not out}
+    names = {
+        n.rsplit(".", 1)[-1]
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and m is not out
+    }
     if not names:
         raise ValueError(f"no Linear layers to adapt in {model.config.model_type}")
     return sorted(names)
 
 
-def apply_lora(model: PreTrainedModel, special_ids: list[int], r: int, alpha: int, dropout: float,
-               targets: list[str] | None = None) -> nn.Module:
+def apply_lora(
+    model: PreTrainedModel,
+    special_ids: list[int],
+    r: int,
+    alpha: int,
+    dropout: float,
+    targets: list[str] | None = None,
+) -> nn.Module:
     """Wrap with peft LoRA; the special-token embedding rows train too (only those rows)."""
     from peft import LoraConfig, get_peft_model
 
@@ -62,7 +72,11 @@ class GEMTrainingModule(nn.Module):
         self.alpha = alpha
 
     def forward(self, input_ids, attention_mask, position_ids, segments, labels) -> dict[str, Any]:
-        common = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        common = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+        }
         if self.logit_scale is None:
             logits = self.lm(**common, use_cache=False).logits  # (B, T, V)
             loss = ntp_loss(logits, labels)
@@ -72,7 +86,11 @@ class GEMTrainingModule(nn.Module):
         B = emb.shape[0] // 2
         scale = self.logit_scale()
         parts = info_nce(emb[:B], emb[B:], scale)
-        out = {"contrastive": parts["loss"].detach(), "accuracy": parts["accuracy"], "logit_scale": scale.detach()}
+        out = {
+            "contrastive": parts["loss"].detach(),
+            "accuracy": parts["accuracy"],
+            "logit_scale": scale.detach(),
+        }
         loss = self.alpha * parts["loss"]
         if self.alpha < 1:
             logits = self.lm.get_output_embeddings()(hidden[:B])  # anchors only: (B, T, V)
@@ -82,7 +100,11 @@ class GEMTrainingModule(nn.Module):
         return {"loss": loss, **out}
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().contiguous().clone() for n, p in self.named_parameters() if p.requires_grad}
+        return {
+            n: p.detach().contiguous().clone()
+            for n, p in self.named_parameters()
+            if p.requires_grad
+        }
 
 
 class GEMTrainer(Trainer):
@@ -118,9 +140,13 @@ class GEMTrainer(Trainer):
             return
         os.makedirs(output_dir, exist_ok=True)
         module = self.accelerator.unwrap_model(self.model)
-        safetensors.torch.save_file(module.trainable_state(), os.path.join(output_dir, TRAINABLE_FILE))
+        tmp = os.path.join(output_dir, f".{TRAINABLE_FILE}.tmp")
+        safetensors.torch.save_file(module.trainable_state(), tmp)
+        os.replace(tmp, os.path.join(output_dir, TRAINABLE_FILE))  # never half-written
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+    def _load_from_checkpoint(
+        self, resume_from_checkpoint: str, model: nn.Module | None = None
+    ) -> None:
         load_trainable(model or self.model, Path(resume_from_checkpoint) / TRAINABLE_FILE)
 
 
@@ -134,7 +160,10 @@ def load_trainable(module: nn.Module, path: Path) -> None:
     missing = [n for n, p in own.items() if p.requires_grad and n not in state]
     unknown = [n for n in state if n not in own]
     if missing or unknown:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing[:3]}, unknown {unknown[:3]}")
+        raise RuntimeError(
+            f"checkpoint {path} does not match the model: "
+            f"missing {missing[:3]}, unknown {unknown[:3]}"
+        )
     with torch.no_grad():
         for name, tensor in state.items():
             own[name].copy_(tensor)
