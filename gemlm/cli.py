@@ -221,7 +221,7 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoints.")] = False,
     help_config: Annotated[bool, typer.Option(help="List every setting and exit.")] = False,
 ) -> None:
-    """GEM post-training (mixed NTP, then contrastive) -> a gemlm + a sentence-transformers folder."""
+    """GEM post-training: mixed NTP then contrastive; writes gemlm + sentence-transformers."""
     from .training.config import GEMTrainingConfig
 
     if help_config:
