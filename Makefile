@@ -23,8 +23,11 @@ $(MODELS): | $(PY)
 
 setup: $(STAMP) $(MODELS)
 
+# Both jobs on the offline default model, then a <= 10-minute GEM training run with before/after.
 demo: setup
 	$(VENV)/bin/gemlm demo
+	rm -rf runs/demo
+	$(VENV)/bin/gemlm train --config recipes/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

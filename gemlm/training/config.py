@@ -69,6 +69,7 @@ class GEMTrainingConfig:
     seed: int = _f(0, "Seed for data order, GEM placement and dropout.")
     quick_eval: bool = _f(True, "Measure STS-B / Banking77 / perplexity before and after.")
     quick_eval_limit: int | None = _f(None, "Cap rows per quick-eval task (None = full test sets).")
+    sample_prompt: str = _f("What is the capital of France?", "Chat prompt answered before/after.")
 
     def __post_init__(self) -> None:
         self._check_types()

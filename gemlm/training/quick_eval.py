@@ -41,6 +41,7 @@ def banking77_accuracy(
 
     train = read("train.csv")
     random.Random(0).shuffle(train)
+    train_rows = train_rows if limit is None else min(train_rows, 4 * limit)
     train, test = train[:train_rows], read("test.csv")[:limit]
     clf = LogisticRegression(max_iter=1000)
     clf.fit(gem.encode([t for t, _ in train], **encode_kw), [y for _, y in train])
@@ -75,13 +76,15 @@ def perplexity(gem: GEMModel, texts: list[str], max_len: int = 256, batch_size: 
 
 
 def quick_eval(
-    gem: GEMModel, data: Path, heldout: list[str], limit: int | None = None
-) -> dict[str, float]:
+    gem: GEMModel, data: Path, heldout: list[str], limit: int | None = None, sample_prompt: str = ""
+) -> dict[str, float | str]:
     t = time.perf_counter()
-    out = {
+    out: dict[str, float | str] = {
         "stsb_spearman": round(sts_spearman(gem, data, limit), 2),
         "banking77_accuracy": round(banking77_accuracy(gem, data, limit), 2),
         "wiki_perplexity": round(perplexity(gem, heldout), 3),
     }
     out["seconds"] = round(time.perf_counter() - t, 1)
+    if sample_prompt:
+        out["sample"] = gem.chat(sample_prompt, max_new_tokens=40)
     return out

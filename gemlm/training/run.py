@@ -180,7 +180,9 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
         from .quick_eval import quick_eval
 
         if not (out / "before.json").exists():  # measured once per run folder
-            before = quick_eval(_eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit)
+            before = quick_eval(
+                _eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
+            )
             (out / "before.json").write_text(json.dumps(before))
         summary["before"] = json.loads((out / "before.json").read_text())
 
@@ -277,7 +279,9 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     if cfg.quick_eval:
         from .quick_eval import quick_eval
 
-        summary["after"] = quick_eval(_eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit)
+        summary["after"] = quick_eval(
+            _eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
+        )
     summary["model"] = str(final)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
