@@ -21,9 +21,8 @@ from transformers.utils import logging as hf_logging
 from gemlm.model import GEMModel
 from gemlm.paths import data_dir
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
-from gemlm.training.data import load_texts, tokenize_and_chunk
+from gemlm.training.data import load_texts, tokenize_and_chunk, tokenize_texts
 from gemlm.training.losses import LogitScale
-from gemlm.training.run import tokenize_texts
 from gemlm.training.trainer import GEMTrainingModule, apply_lora
 
 

@@ -399,11 +399,19 @@ def tokenize_and_chunk(
 
 
 def tokenize_texts(
-    ds: datasets.Dataset, tokenizer: Any, max_len: int, *, num_proc: int | None = None
+    ds: datasets.Dataset,
+    tokenizer: Any,
+    max_len: int,
+    *,
+    prompt: str = "",
+    add_special_tokens: bool = False,
+    num_proc: int | None = None,
 ) -> datasets.Dataset:
     """One ``input_ids`` row per text, truncated to ``max_len``; texts under 2 tokens dropped.
 
-    No special tokens and no eos are added (the contrastive stage appends its own).
+    ``prompt`` is prepended to each text as a string and ``add_special_tokens=True`` lets the
+    tokenizer add its BOS: together they reproduce what ``GEMModel.encode`` feeds the model.
+    No eos is added (the contrastive stage appends the GEM tokens itself).
     """
     if max_len < 2:
         raise ValueError(f"max_len must be at least 2, got {max_len}")
@@ -414,7 +422,12 @@ def tokenize_texts(
         remove_columns=ds.column_names,
         features=IDS_FEATURES,
         num_proc=num_proc,
-        fn_kwargs={"tokenizer": tokenizer, "max_len": max_len},
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "max_len": max_len,
+            "prompt": prompt,
+            "add_special_tokens": add_special_tokens,
+        },
         desc=f"Tokenizing texts (max {max_len} tokens)",
     )
 
@@ -424,8 +437,10 @@ def _require_text(ds: datasets.Dataset) -> None:
         raise _missing_column("dataset", TEXT, ds.column_names)
 
 
-def _token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
-    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+def _token_ids(
+    tokenizer: Any, texts: list[str], add_special_tokens: bool = False
+) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=add_special_tokens, verbose=False)["input_ids"]
 
 
 def _chunk_batch(
@@ -441,7 +456,7 @@ def _chunk_batch(
 
 
 def _truncate_batch(
-    batch: dict[str, list], tokenizer: Any, max_len: int
+    batch: dict[str, list], tokenizer: Any, max_len: int, prompt: str, add_special_tokens: bool
 ) -> dict[str, list[list[int]]]:
-    ids = _token_ids(tokenizer, batch[TEXT])
+    ids = _token_ids(tokenizer, [prompt + t for t in batch[TEXT]], add_special_tokens)
     return {IDS: [x[:max_len] for x in ids if len(x) >= 2]}

@@ -25,7 +25,7 @@ from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
 from .collator import ContrastiveCollator, GEMCollator
 from .config import GEMTrainingConfig
-from .data import load_texts, tokenize_and_chunk, train_eval_split
+from .data import load_texts, tokenize_and_chunk, tokenize_texts, train_eval_split
 from .losses import LogitScale
 from .trainer import GEMTrainer, GEMTrainingModule, apply_lora, load_trainable
 
@@ -39,16 +39,6 @@ def _resolve_data(cfg: GEMTrainingConfig) -> str:
         return str(path)
     candidate = default_data_dir(cfg.data_dir) / cfg.train_data
     return str(candidate) if candidate.exists() else cfg.train_data  # else: a hub dataset id
-
-
-def tokenize_texts(ds, tokenizer, max_len: int, prompt: str = ""):
-    """One row per text: ids of ``prompt + text`` exactly as ``GEMModel.encode`` tokenizes them."""
-
-    def tok(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
-        ids = tokenizer([prompt + t for t in batch["text"]], add_special_tokens=True)["input_ids"]
-        return {"input_ids": [x[:max_len] for x in ids]}
-
-    return ds.map(tok, batched=True, remove_columns=ds.column_names)
 
 
 def _sentences(ds, min_words: int):
@@ -236,7 +226,9 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             else train_texts
         )
         # exactly what encode() feeds the model: tokenizer(prompt + text) with its BOS, if any
-        sentences = tokenize_texts(units, tok, cfg.contrastive_max_len, prompt=cfg.prompt)
+        sentences = tokenize_texts(
+            units, tok, cfg.contrastive_max_len, prompt=cfg.prompt, add_special_tokens=True
+        )
         collator = ContrastiveCollator(
             special_ids=gem.special_ids,
             pad_id=gem.pad_id,

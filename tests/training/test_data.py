@@ -12,9 +12,13 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from gemlm.paths import data_dir
 from gemlm.training.data import load_texts, tokenize_and_chunk, tokenize_texts, train_eval_split
 
-WIKI_FILE = Path("/work/shared/data/wikipedia_en_wikiextractor/AA/wiki_00")
+try:
+    WIKI_FILE = data_dir() / "wikipedia_en_wikiextractor/AA/wiki_00"
+except FileNotFoundError:
+    WIKI_FILE = Path("/nonexistent")
 SENTENCES = [
     "the cat sat on the mat and the dog sat on the rug",
     "a quick brown fox jumps over the lazy dog every day",

@@ -280,3 +280,15 @@ def test_two_process_ddp_on_cpu(tiny_llama_dir, corpus, tmp_path) -> None:
     )
     assert state["global_step"] == 2
     assert (tmp_path / "run/model/gemlm_config.json").is_file()
+
+
+def test_contrastive_rows_are_tokenized_like_encode(tiny_dir) -> None:
+    import datasets
+
+    from gemlm.training.data import tokenize_texts
+
+    gem = GEMModel.from_pretrained(tiny_dir, dtype="float32")
+    ds = datasets.Dataset.from_dict({"text": ["the cat sat on the mat"]})
+    rows = tokenize_texts(ds, gem.tokenizer, 64, prompt="query: ", add_special_tokens=True)
+    ids, _ = gem.tokenize_for_embedding(["query: the cat sat on the mat"])
+    assert rows["input_ids"][0] == ids[0][:-1]
