@@ -21,6 +21,7 @@ class GEMConfig:
     max_length: int = 512  # tokens per embedded text, the k specials included
     prompts: dict[str, str] = field(default_factory=dict)  # name -> text prepended before encoding
     default_prompt_name: str | None = None
+    readout_suffix: str = ""  # fixed text between the (truncated) text and the specials
     base_model: str | None = None  # where the weights came from (informational)
 
     def __post_init__(self) -> None:

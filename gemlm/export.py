@@ -85,19 +85,23 @@ def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path
 
 
 def _appending_tokenizer(gem: GEMModel):
-    """A copy of the tokenizer that appends the GEM token after every (truncated) text."""
+    """A copy of the tokenizer that appends the readout suffix + GEM token after every
+    (truncated) text, keeping whatever the tokenizer adds in front (BOS)."""
     import copy
 
     tok = copy.deepcopy(gem.tokenizer)
     tok.chat_template = None
-    special = gem.config.special_tokens[0]
     probe = tok("x", add_special_tokens=True)["input_ids"]
     bare = tok("x", add_special_tokens=False)["input_ids"]
-    head = probe[: len(probe) - len(bare)]  # BOS etc. the tokenizer adds in front
-    head_tokens = tok.convert_ids_to_tokens(head)
-    single = " ".join([*head_tokens, "$A", special])
-    pairs = [(t, i) for t, i in zip(head_tokens, head, strict=True)] + [
-        (special, gem.special_ids[0])
+    head = probe[: len(probe) - len(bare)]
+    tail = gem.readout_tail()
+    # Multi-id template pieces under safe names: token strings such as ':"' break the parser.
+    pieces = [("[GEM_HEAD]", head), ("[GEM_TAIL]", tail)] if head else [("[GEM_TAIL]", tail)]
+    specials = [
+        {"id": n, "ids": ids, "tokens": tok.convert_ids_to_tokens(ids)} for n, ids in pieces
     ]
-    tok.backend_tokenizer.post_processor = TemplateProcessing(single=single, special_tokens=pairs)
+    single = "[GEM_HEAD] $A [GEM_TAIL]" if head else "$A [GEM_TAIL]"
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single=single, special_tokens=specials
+    )
     return tok

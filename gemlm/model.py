@@ -182,12 +182,23 @@ class GEMModel:
         if not texts:
             return [], 0
         encoded = self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+        tail = self.readout_tail()
         out, truncated = [], 0
         for ids in encoded:
-            ids, cut = append_specials(ids, self.special_ids, self.config.max_length)
+            ids, cut = append_specials(ids, tail, self.config.max_length)
             out.append(ids)
             truncated += cut
         return out, truncated
+
+    def readout_tail(self) -> list[int]:
+        """Ids appended after every embedded text: ``config.readout_suffix`` then the k specials.
+
+        The suffix lets an instruction end right before the specials, e.g. PromptEOL's
+        ``" means in one word:"``, and, like the specials, it is never truncated.
+        """
+        suffix = self.config.readout_suffix
+        ids = self.tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
+        return ids + self.special_ids
 
     def encode(
         self,

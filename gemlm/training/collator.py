@@ -117,7 +117,8 @@ class ContrastiveCollator:
 
     Rows 0..B-1 are anchors, B..2B-1 their positives. Anchor labels allow an NTP term on the
     clean text (positives are never NTP targets). The first ``protect`` tokens (BOS, an
-    instruction prompt) are never dropped and never NTP targets.
+    instruction prompt) are never dropped and never NTP targets; ``suffix_ids`` (a fixed readout
+    suffix, see ``GEMConfig.readout_suffix``) go between the text and the specials.
 
     >>> c = ContrastiveCollator(special_ids=[99], pad_id=0, dropout=0.5, seed=1)
     >>> b = c([{"input_ids": [1, 2, 3, 4]}, {"input_ids": [5, 6]}])
@@ -131,6 +132,7 @@ class ContrastiveCollator:
     pad_id: int
     dropout: float = 0.1
     protect: int = 0
+    suffix_ids: list[int] = field(default_factory=list)
     mask_dtype: torch.dtype = torch.float32
     seed: int | None = None
     rng: random.Random = field(init=False, repr=False)
@@ -149,12 +151,16 @@ class ContrastiveCollator:
         texts = [list(f["input_ids"]) for f in features]
         views = texts + [self.drop(t) for t in texts]
         k = len(self.special_ids)
-        seqs = [v + self.special_ids for v in views]
+        seqs = [v + self.suffix_ids + self.special_ids for v in views]
         layouts = [Layout(len(s) - k, k) for s in seqs]
         batch = _pad_batch(seqs, layouts, self.pad_id, self.mask_dtype, k)
         labels = batch["input_ids"].clone()
         labels[batch["segments"] != masking.PREFIX] = IGNORE
         labels[len(texts) :] = IGNORE
         labels[:, : self.protect] = IGNORE
+        if self.suffix_ids:  # the fixed readout suffix is no NTP target
+            tail = (batch["segments"] == masking.SPECIAL).float().argmax(1)  # first special per row
+            for row, end in enumerate(tail.tolist()):
+                labels[row, end - len(self.suffix_ids) : end] = IGNORE
         batch["labels"] = labels
         return batch

@@ -55,6 +55,7 @@ class GEMTrainingConfig:
     logit_scale_init: float = _f(20.0, "Initial InfoNCE logit scale (1/temperature).")
     logit_scale_max: float = _f(100.0, "Cap on the logit scale.")
     prompt: str = _f("", "Instruction prepended before the text when embedding (train + use).")
+    readout_suffix: str = _f("", "Fixed text between the text and the specials (train + use).")
     max_length: int = _f(512, "Readout max_length saved with the model.")
     # optimisation
     lr_scheduler: str = _f("cosine", "Scheduler per stage (transformers name).")

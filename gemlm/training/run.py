@@ -156,6 +156,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     if cfg.prompt:
         gem.config.prompts = {"query": cfg.prompt, "document": cfg.prompt}
         gem.config.default_prompt_name = "document"
+    gem.config.readout_suffix = cfg.readout_suffix
     tok = gem.tokenizer
 
     texts = load_texts(_resolve_data(cfg), text_column=cfg.text_column, min_words=cfg.min_words)
@@ -234,6 +235,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             pad_id=gem.pad_id,
             dropout=cfg.token_dropout,
             protect=len(tok(cfg.prompt, add_special_tokens=True)["input_ids"]),
+            suffix_ids=gem.readout_tail()[: -len(gem.special_ids)],
             mask_dtype=mask_dtype,
             seed=cfg.seed,
         )

@@ -352,3 +352,12 @@ def test_k_gt_1_specials_stay_isolated_even_without_a_suffix() -> None:
     )
     batch = c([{"input_ids": [1, 2, 3, 4, 5, 6]}])
     assert batch["attention_mask"].dim() == 4
+
+
+def test_contrastive_readout_suffix_goes_before_the_specials_and_is_no_target() -> None:
+    c = ContrastiveCollator(special_ids=[99], pad_id=0, dropout=0.0, suffix_ids=[7, 8], seed=0)
+    b = c([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}])
+    assert b["input_ids"][0].tolist() == [1, 2, 3, 7, 8, 99]
+    assert b["input_ids"][1].tolist() == [4, 7, 8, 99, 0, 0]
+    assert b["labels"][0].tolist() == [1, 2, 3, -100, -100, -100]
+    assert b["labels"][1].tolist() == [4, -100, -100, -100, -100, -100]

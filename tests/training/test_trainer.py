@@ -68,7 +68,9 @@ def tiny_config(tiny_dir: Path, corpus: Path, out: Path, **over) -> GEMTrainingC
 
 
 def test_two_stages_save_gemlm_and_sentence_transformers(tiny_dir, corpus, tmp_path) -> None:
-    cfg = tiny_config(tiny_dir, corpus, tmp_path / "run", prompt="query: ")
+    cfg = tiny_config(
+        tiny_dir, corpus, tmp_path / "run", prompt="query: ", readout_suffix=" means:"
+    )
     summary = train(cfg)
     out = tmp_path / "run"
     for name in (
@@ -85,6 +87,7 @@ def test_two_stages_save_gemlm_and_sentence_transformers(tiny_dir, corpus, tmp_p
 
     gem = GEMModel.from_pretrained(summary["model"], dtype="float32")
     assert gem.config.prompts["query"] == "query: " and gem.config.default_prompt_name == "document"
+    assert gem.config.readout_suffix == " means:"
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(str(out / "sentence-transformers"), device="cpu")

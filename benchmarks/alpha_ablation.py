@@ -1,0 +1,84 @@
+"""Effect of keeping NTP in the contrastive stage: contrastive_alpha 1.0 vs lower, same everything.
+
+Trains the same short recipe once per alpha (same seed, data, steps), then measures each model
+and the base with the quick evaluators: STS-B Spearman, Banking77 accuracy, held-out Wikipedia
+perplexity. Writes one JSON.
+
+    python benchmarks/alpha_ablation.py [--alphas 1.0 0.7] [--steps 60] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from transformers.utils import logging as hf_logging
+
+from gemlm.model import GEMModel, default_dtype
+from gemlm.paths import data_dir
+from gemlm.training.config import GEMTrainingConfig
+from gemlm.training.data import load_texts, train_eval_split
+from gemlm.training.quick_eval import quick_eval
+from gemlm.training.run import train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="recipes/smollm2-135m-cpu.yaml")
+    ap.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.7])
+    ap.add_argument("--steps", type=int, default=60, help="contrastive steps per run")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--limit", type=int, default=None, help="rows per quick-eval task")
+    ap.add_argument("--workdir", type=Path, default=Path("runs/alpha-ablation"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/alpha_ablation.json"))
+    args = ap.parse_args()
+    hf_logging.set_verbosity_error()
+
+    base_cfg = GEMTrainingConfig.from_yaml(args.recipe)
+    texts = load_texts(data_dir() / base_cfg.train_data, min_words=base_cfg.min_words)
+    heldout = list(train_eval_split(texts, base_cfg.eval_rows, base_cfg.seed)[1]["text"])
+    data = data_dir()
+    results = {
+        "base": quick_eval(GEMModel.from_pretrained(base_cfg.model), data, heldout, args.limit)
+    }
+    for alpha in args.alphas:
+        out = args.workdir / f"alpha-{alpha}"
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = GEMTrainingConfig.from_yaml(
+            args.recipe,
+            [
+                f"output_dir={out}",
+                "ntp_steps=0",
+                f"contrastive_steps={args.steps}",
+                f"contrastive_batch_size={args.batch_size}",
+                f"contrastive_alpha={alpha}",
+                "quick_eval=false",
+                f"save_steps={args.steps}",
+            ],
+        )
+        t = time.perf_counter()
+        summary = train(cfg)
+        minutes = (time.perf_counter() - t) / 60
+        gem = GEMModel.from_pretrained(summary["model"], dtype=default_dtype())
+        results[f"alpha={alpha}"] = {
+            **quick_eval(gem, data, heldout, args.limit),
+            "train_minutes": round(minutes, 1),
+        }
+        print(alpha, results[f"alpha={alpha}"])
+    report = {
+        "recipe": args.recipe,
+        "contrastive_steps": args.steps,
+        "batch_size": args.batch_size,
+        "ntp_steps": 0,
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
