@@ -165,9 +165,12 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     train_texts, heldout = train_eval_split(texts, eval_rows=cfg.eval_rows, seed=cfg.seed)
     heldout_texts = list(heldout["text"])
 
+    from accelerate import PartialState
+
+    is_main = PartialState().is_main_process  # under DDP only rank 0 evaluates and saves
     summary: dict[str, Any] = {"config": cfg.to_dict()}
     data = default_data_dir(cfg.data_dir) if cfg.quick_eval else None
-    if cfg.quick_eval:
+    if cfg.quick_eval and is_main:
         from .quick_eval import quick_eval
 
         if not (out / "before.json").exists():  # measured once per run folder
@@ -257,9 +260,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             "contrastive",
         )
 
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:
+    if not is_main:
         return summary
     if cfg.tuning == "lora":
         lm = lm.merge_and_unload()

@@ -122,6 +122,7 @@ def test_full_tuning_runs(tiny_llama_dir, corpus, tmp_path) -> None:
             corpus,
             tmp_path / "run",
             tuning="full",
+            gradient_checkpointing=True,
             ntp_steps=2,
             contrastive_steps=2,
         )
