@@ -86,6 +86,12 @@ def save_tiny(folder: Path, arch: str = "llama") -> Path:
 
 
 @pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerFast:
+    """The tiny tokenizer alone."""
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plain Hugging Face folder (no GEM tokens yet) holding a 2-layer hidden-32 Llama."""
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
