@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from tokenizers.processors import TemplateProcessing
 
+from .atomic import atomic_folder
 from .model import GEMModel
 
 MODULES = [
@@ -36,10 +35,7 @@ MODULES = [
 def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path:
     if gem.config.num_special_tokens != 1 or gem.config.readout != "mean":
         raise ValueError("the sentence-transformers export needs k = 1 (last-token pooling)")
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
+    with atomic_folder(path) as tmp:
         gem.model.save_pretrained(tmp, safe_serialization=True)
         tok = _appending_tokenizer(gem)
         tok.save_pretrained(tmp)
@@ -76,12 +72,7 @@ def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path
         (tmp / "1_Pooling").mkdir()
         (tmp / "1_Pooling/config.json").write_text(json.dumps(pooling, indent=2))
         (tmp / "2_Normalize").mkdir()
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return Path(path)
 
 
 def _appending_tokenizer(gem: GEMModel):

@@ -117,3 +117,14 @@ def position_ids(segments: torch.Tensor) -> torch.Tensor:
     """
     real = (segments != PAD).long()
     return (real.cumsum(-1) - 1).clamp(min=0)
+
+
+def special_states(hidden: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """The states at the SPECIAL positions, per row. (B, T, D), (B, T) -> (B, k, D)."""
+    is_special = segments == SPECIAL
+    counts = is_special.sum(1)
+    if not bool((counts == counts[0]).all()) or int(counts[0]) == 0:
+        raise ValueError(
+            f"every row needs the same number (>= 1) of special tokens, got {counts.tolist()}"
+        )
+    return hidden[is_special].view(hidden.shape[0], -1, hidden.shape[-1])

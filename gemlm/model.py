@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from transformers import (
 )
 
 from . import masking
+from .atomic import atomic_folder
 from .config import GEMConfig
 from .quantization import quantize_embeddings
 from .sources import DEFAULT_MODEL, is_gemlm_folder, resolve
@@ -143,24 +142,11 @@ class GEMModel:
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write weights (safetensors), tokenizer and ``gemlm_config.json`` atomically."""
-        final = Path(path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-        try:
+        with atomic_folder(path) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             self.config.save(tmp)
-            if final.exists():
-                old = final.with_name(f".{final.name}-old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return final
+        return Path(path)
 
     @property
     def device(self) -> torch.device:
@@ -306,8 +292,7 @@ class GEMModel:
             position_ids=masking.position_ids(segments).to(self.device),
             use_cache=False,
         ).last_hidden_state  # (B, T, D)
-        specials = hidden[(segments == masking.SPECIAL).to(self.device)].float()  # (B*k, D)
-        specials = specials.view(B, k, -1)  # (B, k, D)
+        specials = masking.special_states(hidden, segments.to(self.device)).float()  # (B, k, D)
         emb = specials.mean(1) if self.config.readout == "mean" else specials.flatten(1)
         if self.config.normalize:
             emb = torch.nn.functional.normalize(emb, dim=-1)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..masking import SPECIAL
+from ..masking import special_states
 from .collator import IGNORE
 
 
@@ -21,13 +21,7 @@ def ntp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def special_readout(hidden: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     """Mean of the last-layer states at the special positions. (B, T, D), (B, T) -> (B, D)."""
-    is_special = segments == SPECIAL
-    counts = is_special.sum(1)
-    if not bool((counts == counts[0]).all()) or int(counts[0]) == 0:
-        raise ValueError(
-            f"every row needs the same number (>= 1) of special tokens, got {counts.tolist()}"
-        )
-    return hidden[is_special].view(hidden.shape[0], -1, hidden.shape[-1]).mean(1)
+    return special_states(hidden, segments).mean(1)
 
 
 def info_nce(
