@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .adapter import ADAPTER_SCOPES
 from .sources import GEM_CONFIG_NAME
 from .tokens import special_token_strings
 
@@ -22,7 +23,8 @@ class GEMConfig:
     prompts: dict[str, str] = field(default_factory=dict)  # name -> text prepended before encoding
     default_prompt_name: str | None = None
     readout_suffix: str = ""  # fixed text between the (truncated) text and the specials
-    base_model: str | None = None  # where the weights came from (informational)
+    base_model: str | None = None  # where the weights came from (the base of a gated adapter)
+    adapter_scope: str = "all"  # "special_only": a gated LoRA on top of base_model (adapter.py)
 
     def __post_init__(self) -> None:
         if not self.special_tokens:
@@ -33,6 +35,12 @@ class GEMConfig:
                 "special_tokens were given"
             )
         special_token_strings(self.num_special_tokens)  # validates the range 1..10
+        if self.adapter_scope not in ADAPTER_SCOPES:
+            raise ValueError(
+                f"adapter_scope must be one of {ADAPTER_SCOPES}, got {self.adapter_scope!r}"
+            )
+        if self.adapter_scope == "special_only" and not self.base_model:
+            raise ValueError("adapter_scope='special_only' needs base_model (what it adapts)")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.max_length <= self.num_special_tokens:

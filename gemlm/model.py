@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from . import masking
+from .adapter import load_gated_adapter, save_gated_adapter
 from .atomic import atomic_folder
 from .config import GEMConfig
 from .quantization import quantize_embeddings
@@ -109,42 +110,66 @@ class GEMModel:
         device: str = "cpu",
         max_length: int | None = None,
         attn_implementation: str = "sdpa",
+        adapter: str | os.PathLike | None = None,
         **model_kwargs: Any,
     ) -> GEMModel:
         """Load a gemlm folder, a Hugging Face folder, a .gguf file, an alias or a hub id.
 
         A model that is not yet a GEM model gets ``num_special_tokens`` (default 1) new tokens.
+        A gated adapter (``adapter_scope="special_only"``) is a small gemlm folder that names
+        its base: load it by its path, or as ``from_pretrained(base, adapter=path)``.
         """
+        config: GEMConfig | None = None
         folder = resolve(name_or_path)
+        own_path = False  # True: name_or_path is the gated adapter itself
+        if adapter is None and is_gemlm_folder(folder):
+            config = GEMConfig.load(folder)
+            if config.adapter_scope == "special_only":
+                adapter, own_path = folder, True
+        if adapter is not None:
+            config = GEMConfig.load(adapter)
+            if config.adapter_scope != "special_only":
+                raise ValueError(f"{adapter} is not a gated adapter (adapter_scope='all')")
+            if config.base_model is None:  # pragma: no cover - GEMConfig refuses this
+                raise ValueError(f"{adapter} does not name its base model")
+            if own_path:
+                folder = resolve(config.base_model)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(
             folder, dtype=_as_dtype(dtype), attn_implementation=attn_implementation, **model_kwargs
         ).to(device)
         limit = _context_limit(model)
-        if is_gemlm_folder(folder):
-            config = GEMConfig.load(folder)
-            if num_special_tokens not in (None, config.num_special_tokens):
-                raise ValueError(
-                    f"{name_or_path} was trained with {config.num_special_tokens} special tokens; "
-                    f"cannot load it with num_special_tokens={num_special_tokens}"
-                )
-        else:
+        if config is None:
             config = GEMConfig(
                 num_special_tokens=1 if num_special_tokens is None else num_special_tokens,
                 max_length=min(512, limit),
                 base_model=str(name_or_path),
             )
+        elif num_special_tokens not in (None, config.num_special_tokens):
+            raise ValueError(
+                f"{name_or_path} was trained with {config.num_special_tokens} special tokens; "
+                f"cannot load it with num_special_tokens={num_special_tokens}"
+            )
         if max_length is not None:
             config.max_length = max_length
         if config.max_length > limit:
             raise ValueError(f"max_length={config.max_length} exceeds the model's limit {limit}")
-        return cls(model, tokenizer, config)
+        gem = cls(model, tokenizer, config)
+        if adapter is not None:
+            gem.model = load_gated_adapter(gem.model, Path(adapter), gem.special_ids).eval()
+        return gem
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write weights (safetensors), tokenizer and ``gemlm_config.json`` atomically."""
+        """Write weights (safetensors), tokenizer and ``gemlm_config.json`` atomically.
+
+        A gated adapter saves only its peft files (``adapter/``) and the config naming the base.
+        """
         with atomic_folder(path) as tmp:
-            self.model.save_pretrained(tmp, safe_serialization=True)
-            self.tokenizer.save_pretrained(tmp)
+            if self.config.adapter_scope == "special_only":
+                save_gated_adapter(self.model, Path(tmp))
+            else:
+                self.model.save_pretrained(tmp, safe_serialization=True)
+                self.tokenizer.save_pretrained(tmp)
             self.config.save(tmp)
         return Path(path)
 
@@ -522,6 +547,7 @@ class GEMModel:
             "embedding_dimension": self.get_embedding_dimension(),
             "special_tokens": dict(zip(self.config.special_tokens, self.special_ids, strict=True)),
             "readout": self.config.readout,
+            "adapter_scope": self.config.adapter_scope,
             "max_length": self.config.max_length,
             "prompts": self.config.prompts,
             "dtype": str(self.dtype).replace("torch.", ""),

@@ -77,7 +77,7 @@ def resolve(name_or_path: str | os.PathLike) -> str:
             raise ModelSourceError(f"GGUF file not found: {path}")
         return str(gguf_folder(path))
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not is_gemlm_folder(path):
             raise ModelSourceError(
                 f"{path} is a folder but holds no config.json: not a Hugging Face or gemlm model"
             )

@@ -24,6 +24,11 @@ class GEMTrainingConfig:
     output_dir: str = _f("runs/gem", "Run folder: checkpoints, logs, plot, final model.")
     num_special_tokens: int = _f(1, "k, the number of GEM tokens (1..10).")
     tuning: str = _f("lora", "lora (peft adapters + the special-token embedding rows) or full.")
+    adapter_scope: str = _f(
+        "all",
+        "all: LoRA everywhere, merged at the end. special_only: LoRA acts only at the GEM token "
+        "positions and is saved as a small adapter; plain-text generation stays bit-identical.",
+    )
     lora_r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     lora_dropout: float = _f(0.0, "LoRA dropout.")
@@ -76,6 +81,8 @@ class GEMTrainingConfig:
         self._check_types()
         checks = {
             "tuning": self.tuning in ("lora", "full"),
+            "adapter_scope": self.adapter_scope == "all"
+            or (self.adapter_scope == "special_only" and self.tuning == "lora"),
             "gem_format": self.gem_format in ("split", "reconstruction", "mixed"),
             "contrastive_unit": self.contrastive_unit in ("sentence", "paragraph"),
             "gem_prob": 0 <= self.gem_prob <= 1,

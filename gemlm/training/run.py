@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
+from ..adapter import ADAPTER_DIR, SpecialGate
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
 from .collator import ContrastiveCollator, GEMCollator
@@ -190,6 +191,10 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             cfg.lora_dropout,
             cfg.lora_target_modules,
         )
+        if cfg.adapter_scope == "special_only":
+            lm.gem_gate = SpecialGate(lm, gem.special_ids)
+            gem.config.adapter_scope = "special_only"
+            gem.config.base_model = cfg.model
     if cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     mask_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
@@ -262,32 +267,42 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
 
     if not is_main:
         return summary
-    if cfg.tuning == "lora":
+    if cfg.tuning == "lora" and cfg.adapter_scope == "all":
         lm = lm.merge_and_unload()
     gem.model = lm.eval()
     final = gem.save_pretrained(out / "model")
-    from ..export import export_sentence_transformers
+    if cfg.adapter_scope == "all":
+        from ..export import export_sentence_transformers
 
-    export_sentence_transformers(gem, out / "sentence-transformers")
+        export_sentence_transformers(gem, out / "sentence-transformers")
+    else:  # a position-gated LoRA has no sentence-transformers / merged-weights form
+        summary["adapter_bytes"] = sum(
+            f.stat().st_size for f in (final / ADAPTER_DIR).iterdir() if f.is_file()
+        )
     write_logs(history, out)
     summary["train_minutes"] = round((time.perf_counter() - t0) / 60, 1)
     if cfg.quick_eval:
         from .quick_eval import quick_eval
 
         summary["after"] = quick_eval(
-            _eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
+            _eval_copy(gem, final), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
         )
     summary["model"] = str(final)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def _eval_copy(gem: GEMModel) -> GEMModel:
-    """Evaluate as users run it: bf16 where the CPU has it (weights copied, training untouched)."""
+def _eval_copy(gem: GEMModel, saved: Path | None = None) -> GEMModel:
+    """Evaluate as users run it: bf16 where the CPU has it (weights copied, training untouched).
+
+    A gated adapter is evaluated by loading what was saved (base + adapter), as users load it.
+    """
     import copy
 
     from ..model import default_dtype
 
+    if saved is not None and gem.config.adapter_scope == "special_only":
+        return GEMModel.from_pretrained(saved, dtype=default_dtype())
     return GEMModel(copy.deepcopy(gem.model).to(default_dtype()), gem.tokenizer, gem.config)
 
 

@@ -1,0 +1,89 @@
+"""``adapter_scope="special_only"``: LoRA deltas that act only at the GEM token positions.
+
+Every LoRA layer of a peft model computes ``base(x) + B(A(x)) * s``. ``SpecialGate`` multiplies
+``B(A(x))`` by a (B, T, 1) mask that is 1 at special-token positions and 0 elsewhere, and when an
+input holds no special token at all it switches the adapters off, so the frozen base layers run
+alone. Consequences, both tested:
+
+- an input without special tokens gives logits bit-identical to the base model's;
+- in ``text <specials>`` every text position, and so its key/value cache, is the base model's:
+  the forward that embeds a prompt can also serve its generation.
+
+The mask is set by a pre-hook on the decoder from its ``input_ids``, so it holds for the whole
+forward, including activation-checkpointing recomputation and cached generation steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ADAPTER_SCOPES = ("all", "special_only")
+ADAPTER_DIR = "adapter"  # subfolder of a gemlm folder holding the peft files of a gated adapter
+
+
+class SpecialGate:
+    """Attach to a peft LoRA model; gates every LoRA delta to the ``special_ids`` positions."""
+
+    def __init__(self, peft_model: nn.Module, special_ids: list[int]) -> None:
+        from peft.tuners.lora import LoraLayer
+
+        self.special_ids = torch.tensor(special_ids, dtype=torch.long)
+        self.layers = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
+        if not self.layers:
+            raise ValueError("special_only needs a LoRA model: no LoRA layers found")
+        self.mask: torch.Tensor | None = None  # (B, T, 1) bool, set per decoder forward
+        self.handles = [
+            peft_model.get_decoder().register_forward_pre_hook(self._set_mask, with_kwargs=True)
+        ]
+        for layer in self.layers:
+            for lora_b in layer.lora_B.values():
+                self.handles.append(lora_b.register_forward_hook(self._gate))
+
+    def _set_mask(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            self.mask = None  # inputs_embeds only: _gate refuses to guess
+            enabled = True
+        else:
+            self.mask = torch.isin(ids, self.special_ids.to(ids.device)).unsqueeze(-1)
+            enabled = bool(self.mask.any())
+        for layer in self.layers:  # no special token: the exact base computation
+            layer._disable_adapters = not enabled
+
+    def _gate(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            raise ValueError(
+                "adapter_scope='special_only' needs input_ids to find the special tokens; "
+                "inputs_embeds alone is not supported"
+            )
+        return output * self.mask.to(output.dtype)  # (B, T, out) * (B, T, 1)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        for layer in self.layers:
+            layer._disable_adapters = False
+
+
+def save_gated_adapter(peft_model: nn.Module, folder: Path) -> None:
+    """The peft files only (LoRA A/B + the special-token rows), not the resized embeddings."""
+    peft_model.save_pretrained(folder / ADAPTER_DIR, save_embedding_layers=False)
+
+
+def load_gated_adapter(model: nn.Module, folder: Path, special_ids: list[int]) -> nn.Module:
+    """Wrap a base model (GEM tokens already added) with the saved adapter, gated."""
+    from peft import PeftModel
+
+    path = folder / ADAPTER_DIR
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no {ADAPTER_DIR}/adapter_config.json")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(path))
+    except Exception as exc:  # corrupt or mismatched files
+        raise ValueError(f"cannot load the gated adapter in {path}: {exc}") from exc
+    peft_model.gem_gate = SpecialGate(peft_model, special_ids)
+    return peft_model

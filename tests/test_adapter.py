@@ -1,0 +1,127 @@
+"""adapter_scope="special_only": plain-text logits bit-identical to the base; a small adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from gemlm.adapter import ADAPTER_DIR
+from gemlm.config import GEMConfig
+from gemlm.model import GEMModel
+from gemlm.training.run import train
+
+from .training.test_trainer import corpus, tiny_config  # noqa: F401  (corpus is a fixture)
+
+PLAIN = [[5, 17, 23, 42, 8, 9, 61, 30], [70, 3, 12, 12, 44, 19, 2, 55]]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llama_dir, corpus, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
+    """The same tiny run in both scopes, at a learning rate that moves every trained weight."""
+    out = {}
+    for scope in ("all", "special_only"):
+        folder = tmp_path_factory.mktemp(scope)
+        cfg = tiny_config(
+            tiny_llama_dir,
+            corpus,
+            folder,
+            adapter_scope=scope,
+            ntp_lr=5e-2,
+            contrastive_lr=5e-2,
+        )
+        out[scope] = Path(train(cfg)["model"])
+    return out
+
+
+def base_logits(base_dir: Path, ids: list[list[int]]) -> torch.Tensor:
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return base(input_ids=torch.tensor(ids)).logits  # (B, T, V_base): no GEM column
+
+
+def gem_logits(gem: GEMModel, ids: list[list[int]], vocab: int) -> torch.Tensor:
+    with torch.no_grad():
+        return gem.model(input_ids=torch.tensor(ids)).logits[..., :vocab]
+
+
+@pytest.mark.parametrize("scope, identical", [("special_only", True), ("all", False)])
+def test_plain_text_logits_bit_identical_only_when_gated(
+    trained, tiny_llama_dir, scope, identical
+) -> None:
+    want = base_logits(tiny_llama_dir, PLAIN)
+    gem = GEMModel.from_pretrained(trained[scope], dtype="float32")
+    got = gem_logits(gem, PLAIN, want.shape[-1])
+    assert torch.equal(got, want) is identical
+    if not identical:
+        assert (got - want).abs().max() > 1e-4  # the merged LoRA moved ordinary positions
+
+
+def test_gated_greedy_generation_is_the_base_models(trained, tiny_llama_dir) -> None:
+    base = GEMModel.from_pretrained(tiny_llama_dir, dtype="float32")
+    gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")
+    for prompt in ("the cat sat on", "language models"):
+        assert (
+            gem.complete(prompt, max_new_tokens=12).token_ids
+            == base.complete(prompt, max_new_tokens=12).token_ids
+        )
+
+
+def test_embedding_forward_keeps_the_base_kv_cache(trained, tiny_llama_dir) -> None:
+    """Text positions of `text <gem>` are the base model's, so their cache can serve generation."""
+    gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")
+    base = GEMModel.from_pretrained(tiny_llama_dir, dtype="float32").model  # + untrained token
+    text = PLAIN[0]
+    ids = torch.tensor([text + gem.special_ids])
+    with torch.no_grad():
+        full = gem.model(input_ids=ids, use_cache=True)
+        ref = base(input_ids=ids, use_cache=True)
+    n = len(text)
+    for got, want in zip(full.past_key_values.layers, ref.past_key_values.layers, strict=True):
+        assert torch.equal(got.keys[:, :, :n], want.keys[:, :, :n])
+        assert torch.equal(got.values[:, :, :n], want.values[:, :, :n])
+    last_got, last_want = full.past_key_values.layers[-1], ref.past_key_values.layers[-1]
+    assert not torch.equal(last_got.keys, last_want.keys)  # the special position is adapted
+    # ... while the special position itself is adapted: the embedding differs from the base's
+    untrained = GEMModel.from_pretrained(tiny_llama_dir, dtype="float32")
+    assert not torch.allclose(
+        torch.from_numpy(gem.encode("the cat sat")),
+        torch.from_numpy(untrained.encode("the cat sat")),
+        atol=1e-3,
+    )
+
+
+def test_adapter_folder_is_small_and_loads_on_a_named_base(trained, tiny_llama_dir) -> None:
+    folder = trained["special_only"]
+    assert GEMConfig.load(folder).adapter_scope == "special_only"
+    assert not list(folder.glob("*.safetensors"))  # no base weights in it
+    adapter = folder / ADAPTER_DIR / "adapter_model.safetensors"
+    base = sum(f.stat().st_size for f in Path(tiny_llama_dir).glob("*.safetensors"))
+    assert adapter.stat().st_size < base
+    texts = ["the cat sat", "a quick brown fox", ""]
+    by_path = GEMModel.from_pretrained(folder, dtype="float32").encode(texts)
+    by_base = GEMModel.from_pretrained(tiny_llama_dir, adapter=folder, dtype="float32")
+    assert (by_base.encode(texts) == by_path).all()
+    assert by_base.info()["adapter_scope"] == "special_only"
+
+
+def test_gated_adapter_bad_files_are_clear_errors(trained, tmp_path) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained["special_only"], broken)
+    (broken / ADAPTER_DIR / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="cannot load the gated adapter"):
+        GEMModel.from_pretrained(broken, dtype="float32")
+    (broken / ADAPTER_DIR / "adapter_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        GEMModel.from_pretrained(broken, dtype="float32")
+    with pytest.raises(ValueError, match="not a gated adapter"):
+        GEMModel.from_pretrained(trained["all"], adapter=trained["all"], dtype="float32")
+
+
+def test_special_only_needs_lora(tiny_llama_dir, corpus, tmp_path) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match="adapter_scope"):
+        tiny_config(tiny_llama_dir, corpus, tmp_path, adapter_scope="special_only", tuning="full")
