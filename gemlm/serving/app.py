@@ -1,0 +1,65 @@
+"""``create_app``: the FastAPI app serving one ``GEMModel`` for embeddings and generation.
+
+Routes live in one module per family (``api_embeddings``, ``api_completions``, ``api_models``)
+and are plain ``APIRouter``s, so a later feature adds its own router, e.g. ``POST /v1/rag``:
+pass it in ``routers`` (its handlers reach the model worker, the embedding batcher and the limits
+through ``request.app.state.serving``, and the RAG object given as ``rag`` through
+``request.app.state.rag``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, FastAPI
+
+from . import api_completions, api_embeddings, api_models
+from .context import BatchSettings, ServeLimits, ServingContext
+from .errors import install_error_handlers
+from .guard import Guard
+
+if TYPE_CHECKING:
+    from gemlm.model import GEMModel
+
+
+def create_app(
+    gem: GEMModel,
+    *,
+    model_name: str,
+    api_key: str | None = None,
+    limits: ServeLimits | None = None,
+    batching: BatchSettings | None = None,
+    rag: Any = None,
+    routers: Iterable[APIRouter] = (),
+) -> FastAPI:
+    """An app answering ``/v1/embeddings``, ``/v1/completions``, ``/v1/chat/completions``,
+    ``/v1/models`` and ``/health`` from ``gem``; requests naming another model get a 404.
+
+    ``api_key`` requires ``Authorization: Bearer <key>`` on ``/v1/*`` (``/health`` stays open).
+    """
+    limits = limits or ServeLimits()
+    ctx = ServingContext(
+        gem, model_name=model_name, limits=limits, batching=batching or BatchSettings()
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await ctx.aclose()  # after uvicorn has let in-flight requests finish
+
+    app = FastAPI(
+        title="gemlm",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.serving = ctx
+    app.state.rag = rag
+    install_error_handlers(app)
+    for router in (api_models.router, api_embeddings.router, api_completions.router, *routers):
+        app.include_router(router)
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
+    return app

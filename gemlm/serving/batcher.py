@@ -1,0 +1,146 @@
+"""One worker thread for all model compute, and an asyncio micro-batcher in front of it.
+
+Why one thread: torch already uses both cores for one forward pass; running an embedding batch and
+a generation step at the same time would oversubscribe them and slow both. Every job (tokenizing,
+embedding, generating) is therefore queued on a single-thread executor, FIFO, while the event loop
+stays free to answer ``/health`` and accept requests.
+
+Why micro-batches: many small embedding requests cost far less as one padded batch. Requests
+queue up; a batch closes at ``max_batch`` inputs or ``max_wait`` seconds after its first request,
+runs as one job, and each request gets its own slice of the results. While a job runs, new
+requests accumulate, so under load batches fill up without any waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Generic, TypeVar
+
+X = TypeVar("X")
+Y = TypeVar("Y")
+R = TypeVar("R")
+
+
+class ModelWorker:
+    """A single-thread executor: jobs run one at a time, in submission order."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemlm-model")
+
+    async def run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Run ``fn`` on the worker thread and await its result (a job not yet started is
+        dropped if the awaiting request is cancelled)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    def submit(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> Future[R]:
+        """Queue ``fn`` from any thread (tests use it to hold the worker busy)."""
+        return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        """Finish the running job, drop queued ones, end the thread."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class _Request(Generic[X, Y]):
+    inputs: Sequence[X]
+    future: asyncio.Future[list[Y]] = field(repr=False)
+
+
+class MicroBatcher(Generic[X, Y]):
+    """Gathers concurrent ``submit(inputs)`` calls into jobs of ``fn(all_inputs)`` on the worker.
+
+    ``fn`` maps a list of inputs to one result per input, in order.
+    """
+
+    def __init__(
+        self,
+        worker: ModelWorker,
+        fn: Callable[[list[X]], list[Y]],
+        *,
+        max_batch: int = 64,
+        max_wait: float = 0.005,
+    ) -> None:
+        if max_batch < 1 or max_wait < 0:
+            raise ValueError("max_batch must be >= 1 and max_wait >= 0")
+        self.worker, self.fn, self.max_batch, self.max_wait = worker, fn, max_batch, max_wait
+        self._queue: asyncio.Queue[_Request[X, Y]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # jobs run so far
+        self.inputs = 0  # inputs embedded so far
+
+    async def submit(self, inputs: Sequence[X]) -> list[Y]:
+        """Results for ``inputs`` once the micro-batch holding them has run."""
+        if not inputs:
+            return []
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._queue = self._queue or asyncio.Queue()
+            self._task = loop.create_task(self._loop(), name="gemlm-batcher")
+        assert self._queue is not None
+        request: _Request[X, Y] = _Request(inputs, loop.create_future())
+        self._queue.put_nowait(request)
+        return await request.future
+
+    async def _gather(self) -> list[_Request[X, Y]]:
+        assert self._queue is not None
+        batch = [await self._queue.get()]
+        size = len(batch[0].inputs)
+        deadline = asyncio.get_running_loop().time() + self.max_wait
+        while size < self.max_batch:
+            if self._queue.empty():
+                timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
+                try:
+                    request = await asyncio.wait_for(self._queue.get(), timeout)
+                except TimeoutError:
+                    break
+            else:
+                request = self._queue.get_nowait()
+            batch.append(request)
+            size += len(request.inputs)
+        return [r for r in batch if not r.future.done()]  # drop requests whose client left
+
+    async def _loop(self) -> None:
+        while True:
+            batch = await self._gather()
+            if not batch:
+                continue
+            flat = [x for r in batch for x in r.inputs]
+            try:
+                results = await self.worker.run(self.fn, flat)
+                if len(results) != len(flat):
+                    raise RuntimeError(f"batch function gave {len(results)} for {len(flat)}")
+            except asyncio.CancelledError:  # closing: nobody will deliver these results
+                for r in batch:
+                    r.future.cancel()
+                raise
+            except Exception as exc:  # every request of the batch sees the failure
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.inputs += len(flat)
+            start = 0
+            for r in batch:
+                if not r.future.done():
+                    r.future.set_result(results[start : start + len(r.inputs)])
+                start += len(r.inputs)
+
+    async def aclose(self) -> None:
+        """Stop gathering; requests still queued get a CancelledError."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        while self._queue is not None and not self._queue.empty():
+            self._queue.get_nowait().future.cancel()

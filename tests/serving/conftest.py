@@ -1,0 +1,56 @@
+"""A real uvicorn on 127.0.0.1 (free port) serving the tiny Llama, shared by the serving tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi import FastAPI
+
+from gemlm.model import GEMModel
+from gemlm.serving import BatchSettings, ServeLimits, create_app, serve_in_thread
+
+API_KEY = "test-key"
+MODEL = "tiny-gem"
+LIMITS = ServeLimits(
+    max_body_bytes=64 * 1024,
+    max_inputs=16,
+    max_input_tokens=200,
+    max_prompts=4,
+    max_n=3,
+    max_output_tokens=64,
+    default_chat_max_tokens=24,
+)
+
+
+@dataclass
+class Server:
+    url: str
+    app: FastAPI
+    gem: GEMModel
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture(scope="session")
+def gem(tiny_llama_dir) -> GEMModel:
+    return GEMModel.from_pretrained(str(tiny_llama_dir), dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def server(gem: GEMModel) -> Iterator[Server]:
+    app = create_app(
+        gem,
+        model_name=MODEL,
+        api_key=API_KEY,
+        limits=LIMITS,
+        batching=BatchSettings(max_batch=8, max_wait_ms=20, batch_size=4),
+    )
+    with serve_in_thread(app) as url:
+        yield Server(url, app, gem)
