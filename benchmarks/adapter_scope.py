@@ -56,8 +56,12 @@ def training(args: argparse.Namespace) -> dict[str, float]:
     common = dict(special_ids=gem.special_ids, pad_id=gem.pad_id, mask_dtype=torch.bfloat16, seed=0)
     mixed = GEMCollator(gem_prob=0.2, format="reconstruction", **common)
     pairs = ContrastiveCollator(dropout=0.1, **common)
-    ntp_batches = [mixed([{"input_ids": r} for r in chunks[i : i + 8]]) for i in range(0, len(chunks), 8)]
-    con_batches = [pairs([{"input_ids": r} for r in sents[i : i + 32]]) for i in range(0, 32 * args.steps, 32)]
+    ntp_batches = [
+        mixed([{"input_ids": r} for r in chunks[i : i + 8]]) for i in range(0, len(chunks), 8)
+    ]
+    con_batches = [
+        pairs([{"input_ids": r} for r in sents[i : i + 32]]) for i in range(0, 32 * args.steps, 32)
+    ]
     ntp, con = GEMTrainingModule(lm), GEMTrainingModule(lm, LogitScale(), alpha=0.9)
     opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=1e-5)
     gate: list[SpecialGate | None] = [None]
@@ -80,9 +84,7 @@ def training(args: argparse.Namespace) -> dict[str, float]:
 
     return best_of(
         args.rounds,
-        {
-            f"train_mixed_ntp_{s}": scoped(s, ntp, ntp_batches) for s in ("all", "special_only")
-        }
+        {f"train_mixed_ntp_{s}": scoped(s, ntp, ntp_batches) for s in ("all", "special_only")}
         | {f"train_contrastive_{s}": scoped(s, con, con_batches) for s in ("all", "special_only")},
     )
 

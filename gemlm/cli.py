@@ -255,6 +255,116 @@ def train(
     console.print(f"model: {summary.get('model')}  ({summary.get('train_minutes')} min)")
 
 
+@app.command()
+def serve(
+    model: ModelOpt = DEFAULT_MODEL,
+    dtype: DtypeOpt = "auto",
+    host: Annotated[str, typer.Option(help="Bind address (loopback unless told).")] = "127.0.0.1",
+    port: int = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="GEMLM_API_KEY", help="Require 'Bearer KEY' on /v1/*.")
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option(help="Name clients send as 'model' (default: --model).")
+    ] = None,
+    max_batch: Annotated[int, typer.Option(help="Inputs per embedding micro-batch.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="Micro-batch gathering window.")] = 5.0,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body.")] = 4.0,
+    max_inputs: Annotated[int, typer.Option(help="Inputs per embedding request.")] = 2048,
+    max_tokens_limit: Annotated[int, typer.Option(help="Largest max_tokens accepted.")] = 2048,
+    rag_collection: Annotated[
+        str | None, typer.Option(help="Qdrant collection (built by `gemlm rag index`): /v1/rag.")
+    ] = None,
+    qdrant_path: Annotated[
+        Path | None, typer.Option(help="Local Qdrant folder (default $GEMLM_HOME/qdrant).")
+    ] = None,
+    qdrant_url: Annotated[str | None, typer.Option(help="A Qdrant server URL instead.")] = None,
+    log_level: str = "info",
+) -> None:
+    """OpenAI-compatible server: embeddings, completions and chat (+ RAG) from one model."""
+    from .serving import BatchSettings, ServeLimits, run_server
+
+    m = load(model, dtype)
+    engine = None
+    if rag_collection:
+        from .rag.ask import RagEngine
+        from .rag.store import RagError, RagStore, model_id_for
+
+        try:
+            store = RagStore(path=qdrant_path, url=qdrant_url)
+            engine = RagEngine(m, store, rag_collection, model_id=model_id_for(model))
+        except (RagError, RuntimeError) as exc:
+            console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
+            raise typer.Exit(2) from exc
+    console.print(f"serving {model} on http://{host}:{port}/v1", style="green")
+    run_server(
+        m,
+        model_name=model_name or model,
+        host=host,
+        port=port,
+        api_key=api_key,
+        limits=ServeLimits(
+            max_body_bytes=int(max_body_mb * 2**20),
+            max_inputs=max_inputs,
+            max_output_tokens=max_tokens_limit,
+        ),
+        batching=BatchSettings(max_batch=max_batch, max_wait_ms=max_wait_ms),
+        log_level=log_level,
+        rag=engine,
+    )
+
+
+from .rag.cli import app as rag_app  # noqa: E402  (light: typer + rich only)
+
+app.add_typer(rag_app, name="rag")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="gem:<folder|alias>, mean:|wmean:|last:|prompteol:<base>, st:<folder>, minilm; "
+            "repeat for a side-by-side table; 'label=spec' names a column.",
+        ),
+    ] = None,
+    suite: Annotated[str, typer.Option(help="A shipped suite (dev, quick) or YAML.")] = "dev",
+    out: Annotated[
+        Path, typer.Option(help="Folder, or a .md path (writes .md/.json/.png beside it).")
+    ] = Path("eval-results"),
+    config: Annotated[
+        Path | None, typer.Option(help="YAML with models, suite, out, limit, data_dir.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data folder (default $GEMLM_DATA_DIR or ../shared/data).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Cap every task for a quick run.")] = None,
+    dtype: DtypeOpt = "auto",
+) -> None:
+    """Embedding tasks through mteb + generation retention (perplexity, MMLU, ARC) -> one report."""
+    import yaml
+
+    from .evaluation.run import evaluate
+    from .evaluation.specs import SpecError
+
+    cfg = yaml.safe_load(config.read_text()) if config else {}
+    try:
+        evaluate(
+            list(model or []) or list(cfg.get("models", [])),
+            suite=cfg.get("suite", suite),
+            out=cfg.get("out", out),
+            data=cfg.get("data_dir", data_dir),
+            limit=cfg.get("limit", limit),
+            dtype=cfg.get("dtype", dtype),
+            log=lambda msg: console.print(msg, markup=False, highlight=False),
+        )
+    except (SpecError, ValueError, FileNotFoundError, ModelSourceError) as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 
-from . import api_completions, api_embeddings, api_models
+from . import api_completions, api_embeddings, api_models, api_rag
 from .context import BatchSettings, ServeLimits, ServingContext
 from .errors import install_error_handlers
 from .guard import Guard
@@ -37,6 +37,7 @@ def create_app(
     """An app answering ``/v1/embeddings``, ``/v1/completions``, ``/v1/chat/completions``,
     ``/v1/models`` and ``/health`` from ``gem``; requests naming another model get a 404.
 
+    ``rag`` (a ``gemlm.rag.RagEngine``) answers ``POST /v1/rag``; without it that route is a 404.
     ``api_key`` requires ``Authorization: Bearer <key>`` on ``/v1/*`` (``/health`` stays open).
     """
     limits = limits or ServeLimits()
@@ -59,7 +60,8 @@ def create_app(
     app.state.serving = ctx
     app.state.rag = rag
     install_error_handlers(app)
-    for router in (api_models.router, api_embeddings.router, api_completions.router, *routers):
+    base = (api_models.router, api_embeddings.router, api_completions.router, api_rag.router)
+    for router in (*base, *routers):
         app.include_router(router)
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
     return app

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -35,9 +35,12 @@ def run_server(
     batching: BatchSettings | None = None,
     graceful_timeout: int = 10,
     log_level: str = "info",
+    rag: Any = None,
 ) -> None:
-    """Serve ``gem`` until SIGINT/SIGTERM (blocking)."""
-    app = create_app(gem, model_name=model_name, api_key=api_key, limits=limits, batching=batching)
+    """Serve ``gem`` until SIGINT/SIGTERM (blocking); ``rag`` (a ``RagEngine``) adds /v1/rag."""
+    app = create_app(
+        gem, model_name=model_name, api_key=api_key, limits=limits, batching=batching, rag=rag
+    )
     config = uvicorn.Config(
         app,
         host=host,

@@ -1,0 +1,141 @@
+"""Cost of the query embedding when answering: answer alone vs embed + answer (naive, KV reuse).
+
+For a few SQuAD questions, the prompt holds the question and 3 paragraphs (the gold one and two
+more from its article, as a retriever would return). Per question, three methods run
+interleaved over rounds (best round kept), in one process, so only the ratios matter:
+
+* ``answer``: generation alone (prefill the whole prompt, decode);
+* ``naive``: ``encode_query`` (the model's own query prompt, a separate forward) + ``answer``;
+* ``reuse``: one forward over ``<chat header><question><readout tail>`` that gives the
+  embedding and the KV cache of ``<chat header><question>``; generation prefills only the rest.
+
+Each method decodes exactly ``--new-tokens`` tokens (EOS ignored), and once more with 1 new
+token (the prefill-only worst case for the overhead).
+
+    python benchmarks/rag_reuse.py [--questions 4] [--rounds 3] [--new-tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.utils import logging as hf_logging
+
+from gemlm.model import GEMModel
+from gemlm.paths import data_dir
+from gemlm.rag import prompting, reuse
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def squad_cases(n: int, seed: int) -> list[dict[str, Any]]:
+    data = json.loads((data_dir() / "squad_v1.1/dev-v1.1.json").read_text(encoding="utf-8"))
+    cases = []
+    for article in data["data"]:
+        paras = article["paragraphs"]
+        for i, p in enumerate(paras):
+            others = [paras[(i + 1) % len(paras)], paras[(i + 2) % len(paras)]]
+            for qa in p["qas"]:
+                cases.append(
+                    {
+                        "question": qa["question"],
+                        "sources": [
+                            {"title": article["title"], "text": x["context"]} for x in [p, *others]
+                        ],
+                    }
+                )
+    return random.Random(seed).sample(cases, n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "runs/smollm2-135m-cpu/model"))
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--questions", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rag_reuse.json")
+    args = ap.parse_args()
+    hf_logging.set_verbosity_error()
+    m = GEMModel.from_pretrained(args.model, dtype=args.dtype)
+    tok = m.tokenizer
+    header = prompting.chat_header(m)
+    cases = squad_cases(args.questions, args.seed)
+
+    def run(method: str, case: dict[str, Any], new_tokens: int) -> tuple[float, int]:
+        gen = reuse.generation_kwargs(m, new_tokens)
+        gen["min_new_tokens"] = new_tokens
+        q = case["question"]
+        ids = tok(
+            m.chat_prompt(prompting.messages_for(q, case["sources"])), add_special_tokens=False
+        )["input_ids"]
+        t = time.perf_counter()
+        cache, reused = None, 0
+        if method == "naive":
+            m.encode_query(q)
+        elif method == "reuse":
+            fwd = reuse.embed_with_cache(m, tok(header + q, add_special_tokens=False)["input_ids"])
+            cache, reused = reuse.prepare_cache(fwd, ids)
+        out = reuse.generate_ids(m, ids, cache, **gen)
+        assert len(out) == new_tokens
+        return time.perf_counter() - t, reused
+
+    methods = ("answer", "naive", "reuse")
+    run("answer", cases[0], 2)  # warm-up
+    results: dict[str, Any] = {}
+    for new_tokens in (args.new_tokens, 1):
+        best = {(mt, i): float("inf") for mt in methods for i in range(len(cases))}
+        reused = {}
+        for _ in range(args.rounds):
+            for i, case in enumerate(cases):
+                for mt in methods:
+                    secs, n = run(mt, case, new_tokens)
+                    best[mt, i] = min(best[mt, i], secs)
+                    reused[i] = max(reused.get(i, 0), n)
+        total = {mt: sum(best[mt, i] for i in range(len(cases))) for mt in methods}
+        results[f"new_tokens={new_tokens}"] = {
+            "seconds": total,
+            "overhead_naive_pct": 100 * (total["naive"] / total["answer"] - 1),
+            "overhead_reuse_pct": 100 * (total["reuse"] / total["answer"] - 1),
+            "reused_tokens_mean": sum(reused.values()) / len(reused),
+        }
+        print(new_tokens, results[f"new_tokens={new_tokens}"], flush=True)
+
+    prompt_lens = [
+        len(
+            tok(
+                m.chat_prompt(prompting.messages_for(c["question"], c["sources"])),
+                add_special_tokens=False,
+            )["input_ids"]
+        )
+        for c in cases
+    ]
+    q_lens = [len(tok(c["question"], add_special_tokens=False)["input_ids"]) for c in cases]
+    results["setup"] = {
+        "model": args.model,
+        "dtype": str(m.dtype).replace("torch.", ""),
+        "questions": len(cases),
+        "rounds": args.rounds,
+        "prompt_tokens_mean": sum(prompt_lens) / len(cases),
+        "question_tokens_mean": sum(q_lens) / len(cases),
+        "chat_header_tokens": len(tok(header, add_special_tokens=False)["input_ids"]),
+        "readout_tail_tokens": len(m.readout_tail()),
+        "query_prompt": m.config.prompts.get("query", ""),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
