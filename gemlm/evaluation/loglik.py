@@ -51,7 +51,7 @@ class LoglikScorer:
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """(context ids, continuation ids) the lm-eval way."""
-        spaces = len(context) - len(context.rstrip(" "))
+        spaces = len(context) - len(context.rstrip())
         if spaces:
             context, continuation = context[:-spaces], context[-spaces:] + continuation
         if not context:

@@ -33,16 +33,21 @@ def test_loglikelihood_matches_hand_computed(gem):
         ("the cat sat on the", " rug and the dog"),
         ("stocks fell sharply today while ", "bonds rose"),  # trailing space moves to the answer
         ("paris is the capital of", " france"),
+        ("question: the cat\nanswer:\n", "mat"),  # so does a trailing newline (as lm-eval)
         ("a quick brown fox", " jumps over the lazy dog"),
     ]
     got = scorer.loglikelihood(requests)
     for (ctx, cont), value in zip(requests, got, strict=True):
         ctx_ids, cont_ids = scorer.encode_pair(ctx, cont)
         assert (
-            ctx_ids + cont_ids
-            == gem.tokenizer(
-                ctx.rstrip(" ") + ctx[len(ctx.rstrip(" ")) :] + cont, add_special_tokens=False
-            )["input_ids"]
+            ctx_ids + cont_ids == gem.tokenizer(ctx + cont, add_special_tokens=False)["input_ids"]
+        )
+        moved = len(ctx) - len(ctx.rstrip())  # lm-eval: trailing whitespace joins the answer
+        assert (
+            cont_ids
+            == gem.tokenizer(ctx + cont, add_special_tokens=False)["input_ids"][
+                len(gem.tokenizer(ctx[: len(ctx) - moved], add_special_tokens=False)["input_ids"]) :
+            ]
         )
         assert value == pytest.approx(
             _reference(gem.model, ctx_ids + cont_ids, len(cont_ids)), abs=1e-4
