@@ -38,12 +38,29 @@ class ModelSpec:
 
     @property
     def lm_key(self) -> str | None:
-        """The causal LM behind this encoder (shared generation metrics); None for ST models."""
-        return (
-            None
-            if self.kind == "st"
-            else f"{'gem' if self.kind == 'gem' else 'base'}:{self.target}"
-        )
+        """The causal LM behind this encoder (shared generation metrics); None for ST models.
+
+        A gated GEM adapter (``adapter_scope="special_only"``) generates exactly as its base
+        (bit-identical logits on text without GEM tokens, tests/test_adapter.py), so it shares
+        the base model's generation metrics instead of recomputing identical numbers.
+        """
+        if self.kind == "st":
+            return None
+        if self.kind == "gem":
+            base = _gated_base(self.target)
+            return f"base:{base}" if base else f"gem:{self.target}"
+        return f"base:{self.target}"
+
+
+def _gated_base(target: str) -> str | None:
+    """The base model a gated GEM adapter folder names, else None."""
+    from ..config import GEMConfig
+    from ..sources import is_gemlm_folder
+
+    if not is_gemlm_folder(target):
+        return None
+    cfg = GEMConfig.load(target)
+    return cfg.base_model if cfg.adapter_scope == "special_only" else None
 
 
 def parse_model_spec(value: str) -> ModelSpec:

@@ -66,7 +66,7 @@ def evaluate(
             results[s.label].update(
                 _run_embedding(TextEncoder(s, backends[s.label]), tasks, limit, log)
             )
-        lm = members[0]
+        lm = next((m for m in members if m.kind != "gem"), members[0])  # the base itself
         if lm.kind != "st" and (gen.mc or gen.ppl_texts):
             log(f"[{key}] generation metrics (shared by {[m.label for m in members]})")
             gen_results = run_generation(_scorer(lm, backends[lm.label]), gen, log)

@@ -27,3 +27,14 @@ def test_poolings_match_direct_forward(tiny_llama_dir):
     with torch.no_grad():
         h = lm.model.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0]
     np.testing.assert_allclose(eol[0], h[-1].numpy(), atol=1e-5)
+
+
+def test_gated_adapter_shares_its_base_models_generation_metrics(tmp_path) -> None:
+    from gemlm.config import GEMConfig
+    from gemlm.evaluation.encoders import parse_model_spec
+
+    GEMConfig(adapter_scope="special_only", base_model="smollm2-135m-instruct").save(tmp_path)
+    gated = parse_model_spec(f"gem:{tmp_path}")
+    assert gated.lm_key == parse_model_spec("mean:smollm2-135m-instruct").lm_key
+    GEMConfig().save(tmp_path)  # adapter_scope "all": its own causal LM
+    assert parse_model_spec(f"gem:{tmp_path}").lm_key == f"gem:{tmp_path}"
