@@ -71,7 +71,7 @@ def main() -> None:
     cases = squad_cases(args.questions, args.seed)
 
     def run(method: str, case: dict[str, Any], new_tokens: int) -> tuple[float, int]:
-        gen = reuse.generation_kwargs(m, new_tokens)
+        gen = m.generation_kwargs(0, new_tokens)
         gen["min_new_tokens"] = new_tokens
         q = case["question"]
         ids = tok(

@@ -306,22 +306,29 @@ class GEMModel:
         B, T = segments.shape
         input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
         input_ids[segments != masking.PAD] = torch.tensor([t for ids in batch for t in ids])
-        if k == 1:
-            mask = (segments != masking.PAD).long()  # (B, T)
-        else:
-            mask = masking.gem_attention_mask(segments, self.dtype)  # (B, 1, T, T)
         backbone = self.model.get_decoder()
         hidden = backbone(
             input_ids=input_ids.to(self.device),
-            attention_mask=mask.to(self.device),
+            attention_mask=self.embedding_mask(segments).to(self.device),
             position_ids=masking.position_ids(segments).to(self.device),
             use_cache=False,
         ).last_hidden_state  # (B, T, D)
-        specials = masking.special_states(hidden, segments.to(self.device)).float()  # (B, k, D)
+        return self.readout(masking.special_states(hidden, segments.to(self.device))).cpu()
+
+    def embedding_mask(self, segments: torch.Tensor) -> torch.Tensor:
+        """k = 1: the stock 2-D padding mask (B, T); k > 1: the 4-D GEM mask (B, 1, T, T) so
+        the specials do not see each other."""
+        if self.config.num_special_tokens == 1:
+            return (segments != masking.PAD).long()
+        return masking.gem_attention_mask(segments, self.dtype)
+
+    def readout(self, specials: torch.Tensor) -> torch.Tensor:
+        """(B, k, D) last-layer special states -> (B, D) float32: mean or concat, L2-normed."""
+        specials = specials.float()
         emb = specials.mean(1) if self.config.readout == "mean" else specials.flatten(1)
         if self.config.normalize:
             emb = torch.nn.functional.normalize(emb, dim=-1)
-        return emb.cpu()
+        return emb
 
     def similarity(self, a: Any, b: Any) -> torch.Tensor:
         """Cosine similarity matrix (len(a), len(b)) between two sets of embeddings."""
@@ -371,15 +378,18 @@ class GEMModel:
             raise ValueError("prompt is empty")
         return torch.tensor([ids], device=self.device)
 
-    def _generate_kwargs(
+    def generation_kwargs(
         self,
         prompt_len: int,
         max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop: list[str] | None,
-        seed: int | None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: list[str] | None = None,
+        seed: int | None = None,
     ) -> dict[str, Any]:
+        """``model.generate`` settings of every gemlm generation path (``complete``, ``stream``,
+        the server, RAG): GEM ids suppressed, greedy at temperature 0, stop strings matched in
+        the text generated after ``prompt_len`` tokens; ``seed`` seeds torch now."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1:
@@ -421,7 +431,7 @@ class GEMModel:
         out = self.model.generate(
             input_ids,
             attention_mask=torch.ones_like(input_ids),
-            **self._generate_kwargs(
+            **self.generation_kwargs(
                 input_ids.shape[1], max_new_tokens, temperature, top_p, stop, seed
             ),
         )
@@ -485,7 +495,7 @@ class GEMModel:
         stop = [stop] if isinstance(stop, str) else stop
         input_ids = self._prompt_ids(self._chat_ids(prompt) if chat else prompt)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = self._generate_kwargs(
+        kwargs = self.generation_kwargs(
             input_ids.shape[1], max_new_tokens, temperature, top_p, stop, seed
         )
 

@@ -159,7 +159,7 @@ class RagEngine:
         temperature: float = 0.0,
     ) -> RagAnswer:
         """Retrieve ``top_k`` passages and answer from them, citing them as [1], [2], ..."""
-        gen = reuse.generation_kwargs(self.model, max_new_tokens, temperature)
+        gen = self.model.generation_kwargs(0, max_new_tokens, temperature)
         t0 = time.perf_counter()
         ids, sources, cache, reused, timings = self._prepare(question, top_k, max_new_tokens)
         t1 = time.perf_counter()
@@ -178,7 +178,7 @@ class RagEngine:
         temperature: float = 0.0,
     ) -> AnswerStream:
         """Retrieve now (errors raise here); iterate the result for text pieces."""
-        gen = reuse.generation_kwargs(self.model, max_new_tokens, temperature)
+        gen = self.model.generation_kwargs(0, max_new_tokens, temperature)
         t0 = time.perf_counter()
         ids, sources, cache, reused, timings = self._prepare(question, top_k, max_new_tokens)
         return AnswerStream(self, question, ids, sources, cache, reused, timings, gen, t0)

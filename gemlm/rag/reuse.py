@@ -20,12 +20,7 @@ from threading import Thread
 from typing import Any
 
 import torch
-from transformers import (
-    DynamicCache,
-    LogitsProcessorList,
-    SuppressTokensLogitsProcessor,
-    TextIteratorStreamer,
-)
+from transformers import DynamicCache, TextIteratorStreamer
 
 from .. import masking
 
@@ -57,51 +52,20 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 def embed_with_cache(model: Any, text_ids: list[int], keep_cache: bool = True) -> QueryForward:
     """Run the backbone on ``text_ids + readout tail`` once; read the GEM embedding there.
 
-    Same computation as ``GEMModel.embed_ids`` for one sequence (backbone only, final norm
-    included, 2-D mask for k = 1, the 4-D GEM mask for k > 1), with a KV cache kept.
+    ``GEMModel.embed_ids`` for one sequence (its mask and readout), with a KV cache kept.
     """
-    tail = model.readout_tail()
     k = model.config.num_special_tokens
-    ids = list(text_ids) + tail
-    input_ids = torch.tensor([ids], device=model.device)
-    if k == 1:
-        mask = torch.ones_like(input_ids)
-    else:
-        segments = masking.batch_segments([masking.Layout(prefix=len(ids) - k, specials=k)])
-        mask = masking.gem_attention_mask(segments, model.dtype).to(model.device)
+    ids = list(text_ids) + model.readout_tail()
+    segments = masking.batch_segments([masking.Layout(prefix=len(ids) - k, specials=k)])  # (1, T)
     cache = DynamicCache(config=model.model.config) if keep_cache else None
     out = model.model.get_decoder()(
-        input_ids=input_ids,
-        attention_mask=mask,
+        input_ids=torch.tensor([ids], device=model.device),
+        attention_mask=model.embedding_mask(segments).to(model.device),
         past_key_values=cache,
         use_cache=keep_cache,
     )
-    states = out.last_hidden_state[0, -k:].float()  # (k, D)
-    emb = states.mean(0) if model.config.readout == "mean" else states.flatten()
-    if model.config.normalize:
-        emb = torch.nn.functional.normalize(emb, dim=-1)
+    emb = model.readout(out.last_hidden_state[:, -k:])[0]  # (D,)
     return QueryForward(emb.cpu(), out.past_key_values if keep_cache else None, list(text_ids))
-
-
-def generation_kwargs(
-    model: Any, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0
-) -> dict[str, Any]:
-    """``generate`` settings as GEMModel uses them: GEM ids suppressed, greedy at temperature 0."""
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "do_sample": temperature > 0,
-        "logits_processor": LogitsProcessorList(
-            [SuppressTokensLogitsProcessor(model.special_ids, device=model.device)]
-        ),
-        "pad_token_id": model.pad_id,
-    }
-    if temperature > 0:
-        kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    return kwargs
 
 
 def prepare_cache(forward: QueryForward | None, prompt_ids: list[int]) -> tuple[Any, int]:

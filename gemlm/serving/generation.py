@@ -2,7 +2,7 @@
 
 Non-streaming choices use ``GEMModel.complete`` as is. Streaming needs the token count and the
 finish reason that ``GEMModel.stream`` does not report, and must stop when the client leaves, so
-it drives ``model.generate`` with ``GEMModel._generate_kwargs`` (the same sampling, the same GEM
+it drives ``model.generate`` with ``GEMModel.generation_kwargs`` (the same sampling, the same GEM
 token suppression and stop-string criterion as ``complete``) and a streamer that records ids.
 """
 
@@ -118,7 +118,7 @@ def stream(
     Returns (completion tokens, finish reason: "stop" for EOS or a stop string, else "length").
     """
     input_ids = torch.tensor([ids], device=gem.device)
-    kwargs = gem._generate_kwargs(len(ids), s.max_tokens, s.temperature, s.top_p, s.stop, s.seed)
+    kwargs = gem.generation_kwargs(len(ids), s.max_tokens, s.temperature, s.top_p, s.stop, s.seed)
     criteria = kwargs.pop("stopping_criteria", None) or StoppingCriteriaList()
     criteria.append(_Cancelled(cancel))
     streamer = _PieceStreamer(gem, s.stop, emit)

@@ -53,7 +53,7 @@ def test_reuse_gives_the_same_greedy_answer(tiny_gem, store) -> None:
     ids, _ = engine.prompt_ids(Q, sources, 12)
     cache, reused = reuse.prepare_cache(fwd, ids)
     assert reused == len(fwd.text_ids) and cache.get_seq_length() == reused
-    gen = reuse.generation_kwargs(tiny_gem, 12)
+    gen = tiny_gem.generation_kwargs(0, 12)
     with_reuse = reuse.generate_ids(tiny_gem, ids, cache, **gen)
     plain = reuse.generate_ids(tiny_gem, ids, None, **gen)
     assert with_reuse == plain and len(plain) > 0
