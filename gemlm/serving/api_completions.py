@@ -7,7 +7,6 @@ client disconnects, the stream's cancel event stops the generation at the next t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -19,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from . import generation
+from .batcher import Done
 from .context import ServingContext, serving
 from .errors import APIError, error_body
 from .generation import Sampling
@@ -190,7 +190,6 @@ async def _events(
     """Server-sent events: chunks per choice, then optional usage, then ``data: [DONE]``."""
     obj = "chat.completion.chunk" if chat else "text_completion"
     extra = {"usage": None} if include_usage else {}
-    loop = asyncio.get_running_loop()
 
     def chunk(index: int, content: str | None, finish: str | None, role: bool = False) -> str:
         if chat:
@@ -214,24 +213,16 @@ async def _events(
                     index = p * n + j
                     if chat:
                         yield chunk(index, None, None, role=True)
-                    queue: asyncio.Queue[str] = asyncio.Queue()
-
-                    def emit(piece: str, q: asyncio.Queue[str] = queue) -> None:
-                        loop.call_soon_threadsafe(q.put_nowait, piece)
-
-                    job = asyncio.ensure_future(
-                        ctx.worker.run(
-                            generation.stream, ctx.gem, ids, s.for_choice(j), emit, cancel
+                    sampling = s.for_choice(j)
+                    async for item in ctx.worker.relay(
+                        lambda emit, ids=ids, sampling=sampling: generation.stream(
+                            ctx.gem, ids, sampling, emit, cancel
                         )
-                    )
-                    while not (job.done() and queue.empty()):
-                        getter = asyncio.ensure_future(queue.get())
-                        await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
-                        if getter.done():
-                            yield chunk(index, getter.result(), None)
+                    ):
+                        if isinstance(item, Done):
+                            tokens, finish = item.result
                         else:
-                            getter.cancel()
-                    tokens, finish = job.result()
+                            yield chunk(index, item, None)
                     completion_tokens += tokens
                     yield chunk(index, None, finish)
         if include_usage:

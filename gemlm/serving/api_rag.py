@@ -9,7 +9,6 @@ same model worker as embeddings and chat. Streaming sends server-sent events: on
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -21,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from .batcher import Done
 from .context import ServingContext, serving
 from .errors import APIError, error_body
 from .schemas import parse_body
@@ -108,26 +108,19 @@ def _sse(obj: dict[str, Any]) -> str:
 
 
 async def _events(ctx: ServingContext, stream: Any, head: dict[str, Any]) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str] = asyncio.Queue()
-
-    def generate() -> Any:  # worker thread: pieces go to the event loop as they come
+    def generate(emit: Any) -> Any:  # worker thread: pieces go to the event loop as they come
         for piece in stream:
-            loop.call_soon_threadsafe(queue.put_nowait, piece)
+            emit(piece)
         return stream.result()
 
     yield _sse({**head, "object": "rag.sources", "sources": [asdict(s) for s in stream.sources]})
     try:
         async with ctx.admit():
-            job = asyncio.ensure_future(ctx.worker.run(generate))
-            while not (job.done() and queue.empty()):
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield _sse({**head, "object": "rag.delta", "delta": getter.result()})
+            async for item in ctx.worker.relay(generate):
+                if isinstance(item, Done):
+                    yield _sse(_answer_body(head, item.result))
                 else:
-                    getter.cancel()
-            yield _sse(_answer_body(head, job.result()))
+                    yield _sse({**head, "object": "rag.delta", "delta": item})
     except APIError as exc:
         yield _sse(error_body(exc.message, exc.type, exc.code, exc.param))
     except Exception as exc:  # headers are sent: report in-band

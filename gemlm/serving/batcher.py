@@ -14,15 +14,23 @@ requests accumulate, so under load batches fill up without any waiting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
 
+P = TypeVar("P")
 X = TypeVar("X")
 Y = TypeVar("Y")
 R = TypeVar("R")
+
+
+@dataclass
+class Done(Generic[R]):
+    """The last item of ``ModelWorker.relay``: the job's return value."""
+
+    result: R
 
 
 class ModelWorker:
@@ -36,6 +44,23 @@ class ModelWorker:
         dropped if the awaiting request is cancelled)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def relay(self, job: Callable[[Callable[[P], None]], R]) -> AsyncIterator[P | Done[R]]:
+        """Run ``job(emit)`` on the worker; yield each piece it emits as it comes, then
+        ``Done(result)``. Streams text from generation running off the event loop."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[P] = asyncio.Queue()
+        task = asyncio.ensure_future(
+            self.run(job, lambda piece: loop.call_soon_threadsafe(queue.put_nowait, piece))
+        )
+        while not (task.done() and queue.empty()):
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield getter.result()
+            else:
+                getter.cancel()
+        yield Done(task.result())
 
     def submit(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> Future[R]:
         """Queue ``fn`` from any thread (tests use it to hold the worker busy)."""
