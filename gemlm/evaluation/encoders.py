@@ -70,7 +70,7 @@ def parse_model_spec(value: str) -> ModelSpec:
     if sep and ":" not in head and "/" not in head:
         label, value = head, rest
     if value == "minilm":
-        return ModelSpec("st", minilm_folder(), label or "MiniLM-L6-v2")
+        return ModelSpec("st", "minilm", label or "MiniLM-L6-v2")  # folder found at load time
     kind, sep, target = value.partition(":")
     if not sep or kind not in KINDS or not target:
         raise ValueError(
@@ -175,7 +175,8 @@ def load_backend(spec: ModelSpec, dtype: torch.dtype, shared: dict[str, Any]) ->
     if spec.kind == "st":
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(spec.target, device="cpu", local_files_only=True)
+        folder = minilm_folder() if spec.target == "minilm" else spec.target
+        return SentenceTransformer(folder, device="cpu", local_files_only=True)
     key = f"base:{spec.target}"
     if key not in shared:
         shared[key] = BaseLM(spec.target, dtype)

