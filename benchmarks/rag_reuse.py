@@ -56,7 +56,7 @@ def squad_cases(n: int, seed: int) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(ROOT / "runs/smollm2-135m-cpu/model"))
+    ap.add_argument("--model", default=str(ROOT / "runs/smollm2-135m-cpu-special-only/model"))
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--questions", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)

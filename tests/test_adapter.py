@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 from gemlm.adapter import ADAPTER_DIR
 from gemlm.config import GEMConfig
 from gemlm.model import GEMModel
+from gemlm.rag import reuse
 from gemlm.training.run import train
 
 from .training.test_trainer import corpus, tiny_config  # noqa: F401  (corpus is a fixture)
@@ -91,6 +92,21 @@ def test_embedding_forward_keeps_the_base_kv_cache(trained, tiny_llama_dir) -> N
         torch.from_numpy(untrained.encode("the cat sat")),
         atol=1e-3,
     )
+
+
+def test_rag_reuse_on_the_gated_adapter_continues_as_the_base(trained, tiny_llama_dir) -> None:
+    """Embed a question, crop its cache, prefill the rest: the logits are the base model's."""
+    gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")
+    question, rest = PLAIN[0], PLAIN[1]
+    fwd = reuse.embed_with_cache(gem, question)
+    want_emb = gem.embed_ids([question + gem.readout_tail()])[0]
+    torch.testing.assert_close(fwd.embedding, want_emb, atol=1e-5, rtol=1e-5)
+    cache, reused = reuse.prepare_cache(fwd, question + rest)
+    assert reused == len(question)
+    with torch.no_grad():
+        got = gem.model(input_ids=torch.tensor([rest]), past_key_values=cache).logits
+    want = base_logits(tiny_llama_dir, [question + rest])[:, len(question) :]
+    torch.testing.assert_close(got[..., : want.shape[-1]], want, atol=1e-5, rtol=1e-5)
 
 
 def test_adapter_folder_is_small_and_loads_on_a_named_base(trained, tiny_llama_dir) -> None:
