@@ -24,7 +24,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from . import masking
+from . import masking, packing
 from .adapter import load_gated_adapter, save_gated_adapter
 from .atomic import atomic_folder
 from .config import GEMConfig
@@ -314,6 +314,33 @@ class GEMModel:
             use_cache=False,
         ).last_hidden_state  # (B, T, D)
         return self.readout(masking.special_states(hidden, segments.to(self.device))).cpu()
+
+    @torch.inference_mode()
+    def embed_packed(
+        self, batch: list[list[int]], row_tokens: int = 256, max_tokens: int = 2048
+    ) -> torch.Tensor:
+        """:meth:`embed_ids` without padding: texts packed end to end (``gemlm.packing``).
+
+        Rows of ``row_tokens`` (wider if a text is longer), forwards of <= ``max_tokens``
+        tokens, a block-diagonal GEM mask; (N, D) float32 in input order.
+        """
+        p = packing.pack(batch, self.config.num_special_tokens, row_tokens, self.pad_id)
+        rows, width = p.input_ids.shape
+        per = max(1, max_tokens // width)  # rows per forward
+        mask = p.attention_mask(self.dtype)  # (R, 1, C, C)
+        backbone = self.model.get_decoder()
+        hidden = torch.cat(
+            [
+                backbone(
+                    input_ids=p.input_ids[s : s + per].to(self.device),
+                    attention_mask=mask[s : s + per].to(self.device),
+                    position_ids=p.positions[s : s + per].to(self.device),
+                    use_cache=False,
+                ).last_hidden_state
+                for s in range(0, rows, per)
+            ]
+        )  # (R, C, D)
+        return self.readout(p.special_states(hidden)).cpu()
 
     def embedding_mask(self, segments: torch.Tensor) -> torch.Tensor:
         """k = 1: the stock 2-D padding mask (B, T); k > 1: the 4-D GEM mask (B, 1, T, T) so

@@ -40,12 +40,14 @@ class BatchSettings:
     """Micro-batching of concurrent embedding requests.
 
     A micro-batch closes when it holds ``max_batch`` inputs or ``max_wait_ms`` after its first
-    request; its inputs are sorted by length and run ``batch_size`` at a time, as ``encode`` does.
+    request; its inputs are packed end to end in rows of ``row_tokens`` (``gemlm.packing``) and
+    run ``max_tokens`` tokens per forward.
     """
 
     max_batch: int = 64
     max_wait_ms: float = 5.0
-    batch_size: int = 32
+    row_tokens: int = 128
+    max_tokens: int = 1024
 
 
 class ServingContext:
@@ -62,7 +64,7 @@ class ServingContext:
         self.gem, self.model_name, self.limits, self.batching = gem, model_name, limits, batching
         self.created = int(time.time())
         self.worker = ModelWorker()
-        self.embedder = Embedder(gem, batch_size=batching.batch_size)
+        self.embedder = Embedder(gem, batching.row_tokens, batching.max_tokens)
         self.batcher: MicroBatcher[Any, Any] = MicroBatcher(
             self.worker,
             self.embedder,

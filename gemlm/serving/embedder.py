@@ -1,10 +1,12 @@
 """The batch function behind ``/v1/embeddings``: texts or token ids -> GEM embeddings.
 
-It reproduces ``GEMModel.encode`` step by step (default prompt, tokenizer with its special tokens,
-``readout_tail`` appended by ``append_specials`` with truncation to ``max_length``, length-sorted
-batches of ``batch_size`` through ``embed_ids``), so the server returns the vectors ``encode``
-gives. Token-id inputs (sent by LangChain's ``OpenAIEmbeddings``) skip the tokenizer and get the
-same tail. Runs on the model worker thread only: the tokenizer is not shared across threads.
+It reproduces ``GEMModel.encode``'s inputs (default prompt, tokenizer with its special tokens,
+``readout_tail`` appended by ``append_specials`` with truncation to ``max_length``), so the server
+returns the vectors ``encode`` gives (to float rounding). It runs them packed
+(``GEMModel.embed_packed``): a micro-batch holds texts in arrival order, and padded batches of
+them would be ~40% padding (``benchmarks/serve_padding.py``). Token-id inputs (sent by
+LangChain's ``OpenAIEmbeddings``) skip the tokenizer and get the same tail. Runs on the model
+worker thread only: the tokenizer is not shared across threads.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ Input = str | list[int]
 class Embedder:
     """``embedder(inputs) -> [(unit vector float32 (D,), tokens embedded), ...]``."""
 
-    def __init__(self, gem: GEMModel, batch_size: int = 32) -> None:
-        self.gem, self.batch_size = gem, batch_size
+    def __init__(self, gem: GEMModel, row_tokens: int = 128, max_tokens: int = 1024) -> None:
+        self.gem, self.row_tokens, self.max_tokens = gem, row_tokens, max_tokens
         self._tail: list[int] | None = None
 
     def prompt(self) -> str:
@@ -51,11 +53,5 @@ class Embedder:
 
     def __call__(self, inputs: list[Input]) -> list[tuple[np.ndarray, int]]:
         seqs = self.sequences(inputs)
-        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))  # longest first, as encode
-        out: list[np.ndarray] = [np.empty(0, np.float32)] * len(seqs)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            vecs = self.gem.embed_ids([seqs[i] for i in chunk]).numpy()
-            for i, v in zip(chunk, vecs, strict=True):
-                out[i] = v
-        return [(out[i], len(seqs[i])) for i in range(len(seqs))]
+        vecs = self.gem.embed_packed(seqs, self.row_tokens, self.max_tokens).numpy()
+        return [(vecs[i], len(seqs[i])) for i in range(len(seqs))]

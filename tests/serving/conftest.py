@@ -50,7 +50,7 @@ def server(gem: GEMModel) -> Iterator[Server]:
         model_name=MODEL,
         api_key=API_KEY,
         limits=LIMITS,
-        batching=BatchSettings(max_batch=8, max_wait_ms=20, batch_size=4),
+        batching=BatchSettings(max_batch=8, max_wait_ms=20, row_tokens=16, max_tokens=32),
     )
     with serve_in_thread(app) as url:
         yield Server(url, app, gem)
