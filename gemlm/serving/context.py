@@ -46,7 +46,7 @@ class BatchSettings:
 
     max_batch: int = 64
     max_wait_ms: float = 5.0
-    row_tokens: int = 128
+    row_tokens: int = 64
     max_tokens: int = 1024
 
 
