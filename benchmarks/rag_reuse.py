@@ -7,7 +7,14 @@ interleaved over rounds (best round kept), in one process, so only the ratios ma
 * ``answer``: generation alone (prefill the whole prompt, decode);
 * ``naive``: ``encode_query`` (the model's own query prompt, a separate forward) + ``answer``;
 * ``reuse``: one forward over ``<chat header><question><readout tail>`` that gives the
-  embedding and the KV cache of ``<chat header><question>``; generation prefills only the rest.
+  embedding and the KV cache of ``<chat header><question>``; generation prefills only the rest;
+* ``split``: no embedding, the prompt prefilled in two calls cut where ``reuse`` cuts it: the
+  price of continuing from a cache, which ``reuse`` pays too.
+
+Also timed: the attention kernel alone (``scaled_dot_product_attention``, the model's head
+shapes, one layer x its layer count), over the whole prompt with ``is_causal`` (what one-call
+prefill runs) and over the prompt minus its shared prefix with an explicit lower-right causal
+mask (what a continuation from a cache runs).
 
 Each method decodes exactly ``--new-tokens`` tokens (EOS ignored), and once more with 1 new
 token (the prefill-only worst case for the overhead).
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 from transformers.utils import logging as hf_logging
 
 from gemlm.model import GEMModel
@@ -52,6 +60,36 @@ def squad_cases(n: int, seed: int) -> list[dict[str, Any]]:
                     }
                 )
     return random.Random(seed).sample(cases, n)
+
+
+def attention_kernel_ms(m: GEMModel, total: int, cached: int, reps: int = 10) -> dict[str, float]:
+    """SDPA time (ms, x layers) for a prompt of ``total`` tokens: one call vs after a cache."""
+    import torch.nn.functional as F
+
+    cfg = m.model.config.get_text_config()
+    heads, layers = cfg.num_attention_heads, cfg.num_hidden_layers
+    dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    q_len = total - cached
+
+    def t(q: torch.Tensor, kv: torch.Tensor, **kw: Any) -> float:
+        F.scaled_dot_product_attention(q, kv, kv, **kw)
+        best = float("inf")
+        for _ in range(reps):
+            start = time.perf_counter()
+            F.scaled_dot_product_attention(q, kv, kv, **kw)
+            best = min(best, time.perf_counter() - start)
+        return 1000 * best * layers
+
+    kv = torch.randn(1, heads, total, dim, dtype=m.dtype)
+    lower_right = torch.ones(q_len, total, dtype=torch.bool).tril(cached)  # (q_len, total)
+    return {
+        "one_call_is_causal": t(
+            torch.randn(1, heads, total, dim, dtype=m.dtype), kv, is_causal=True
+        ),
+        "continuation_masked": t(
+            torch.randn(1, heads, q_len, dim, dtype=m.dtype), kv, attn_mask=lower_right
+        ),
+    }
 
 
 def main() -> None:
@@ -84,11 +122,17 @@ def main() -> None:
         elif method == "reuse":
             fwd = reuse.embed_with_cache(m, tok(header + q, add_special_tokens=False)["input_ids"])
             cache, reused = reuse.prepare_cache(fwd, ids)
+        elif method == "split":
+            head = tok(header + q, add_special_tokens=False)["input_ids"]
+            reused = reuse.common_prefix(head, ids)
+            cache = DynamicCache(config=m.model.config)
+            with torch.inference_mode():
+                m.model(torch.tensor([ids[:reused]]), past_key_values=cache, use_cache=True)
         out = reuse.generate_ids(m, ids, cache, **gen)
         assert len(out) == new_tokens
         return time.perf_counter() - t, reused
 
-    methods = ("answer", "naive", "reuse")
+    methods = ("answer", "naive", "reuse", "split")
     run("answer", cases[0], 2)  # warm-up
     results: dict[str, Any] = {}
     for new_tokens in (args.new_tokens, 1):
@@ -105,6 +149,7 @@ def main() -> None:
             "seconds": total,
             "overhead_naive_pct": 100 * (total["naive"] / total["answer"] - 1),
             "overhead_reuse_pct": 100 * (total["reuse"] / total["answer"] - 1),
+            "overhead_split_prefill_pct": 100 * (total["split"] / total["answer"] - 1),
             "reused_tokens_mean": sum(reused.values()) / len(reused),
         }
         print(new_tokens, results[f"new_tokens={new_tokens}"], flush=True)
@@ -119,6 +164,12 @@ def main() -> None:
         for c in cases
     ]
     q_lens = [len(tok(c["question"], add_special_tokens=False)["input_ids"]) for c in cases]
+    results["attention_kernel_ms"] = attention_kernel_ms(
+        m,
+        sum(prompt_lens) // len(cases),
+        round(results[f"new_tokens={args.new_tokens}"]["reused_tokens_mean"]),
+    )
+    print(results["attention_kernel_ms"])
     results["setup"] = {
         "model": args.model,
         "dtype": str(m.dtype).replace("torch.", ""),

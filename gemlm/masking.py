@@ -109,6 +109,20 @@ def gem_attention_mask(segments: torch.Tensor, dtype: torch.dtype = torch.float3
     return additive_mask(visibility(segments), dtype)
 
 
+def tail_visibility(text_mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Which cached text k appended specials may see: (B, T) bool -> (B, k, T + k) bool.
+
+    Each special sees the real text of its row and itself, not the other specials (the GEM
+    rule, when the text was run first into a KV cache and the specials are run after it).
+
+    >>> tail_visibility(torch.tensor([[False, True]]), 2).int().tolist()
+    [[[0, 1, 1, 0], [0, 1, 0, 1]]]
+    """
+    B, T = text_mask.shape
+    eye = torch.eye(k, dtype=torch.bool, device=text_mask.device).expand(B, k, k)
+    return torch.cat([text_mask[:, None, :].expand(B, k, T), eye], dim=-1)
+
+
 def position_ids(segments: torch.Tensor) -> torch.Tensor:
     """(B, T) positions counting only real tokens, so left padding does not shift them.
 

@@ -15,6 +15,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    DynamicCache,
     LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -299,8 +300,11 @@ class GEMModel:
 
         Runs the backbone only (no lm_head). k = 1 uses the stock causal path with a 2-D
         padding mask; k > 1 passes the 4-D GEM mask so the specials do not see each other.
+        A gated adapter runs the text and the specials in two calls (:meth:`_embed_gated`).
         """
         k = self.config.num_special_tokens
+        if self.gated:
+            return self._embed_gated(batch)
         layouts = [masking.Layout(prefix=len(ids) - k, specials=k) for ids in batch]
         segments = masking.batch_segments(layouts, padding_side=padding_side)  # (B, T)
         B, T = segments.shape
@@ -315,6 +319,50 @@ class GEMModel:
         ).last_hidden_state  # (B, T, D)
         return self.readout(masking.special_states(hidden, segments.to(self.device))).cpu()
 
+    @property
+    def gated(self) -> bool:
+        """True for a gated adapter (``adapter_scope="special_only"``) attached to the model."""
+        return getattr(self.model, "gem_gate", None) is not None
+
+    def _embed_gated(self, batch: list[list[int]]) -> torch.Tensor:
+        """:meth:`embed_ids` for a gated adapter, in two calls that skip the LoRA at the text.
+
+        The gate makes every text position the base model's, so the text runs first with no
+        special token in it (adapters off: the plain base forward, left-padded, into a KV
+        cache), then the k specials run alone over that cache (adapters on, each seeing its
+        row's text and itself). Same states as one gated forward, without computing and then
+        masking the LoRA deltas at every text position.
+        """
+        k = self.config.num_special_tokens
+        texts = [ids[:-k] for ids in batch]
+        B, T = len(batch), max(len(t) for t in texts)
+        backbone = self.model.get_decoder()
+        text_mask = torch.zeros((B, T), dtype=torch.bool)  # (B, T) left-padded real text
+        cache = DynamicCache(config=self.model.config)
+        if T:
+            input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
+            for i, t in enumerate(texts):
+                if t:
+                    input_ids[i, T - len(t) :] = torch.tensor(t)
+                    text_mask[i, T - len(t) :] = True
+            backbone(
+                input_ids=input_ids.to(self.device),
+                attention_mask=text_mask.long().to(self.device),
+                position_ids=(text_mask.long().cumsum(-1) - 1).clamp(min=0).to(self.device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+        lengths = torch.tensor([len(t) for t in texts])
+        visible = masking.tail_visibility(text_mask, k)  # (B, k, T + k)
+        hidden = backbone(
+            input_ids=torch.tensor([ids[-k:] for ids in batch]).to(self.device),
+            attention_mask=masking.additive_mask(visible, self.dtype).to(self.device),
+            position_ids=(lengths[:, None] + torch.arange(k)).to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state  # (B, k, D)
+        return self.readout(hidden).cpu()
+
     @torch.inference_mode()
     def embed_packed(
         self, batch: list[list[int]], row_tokens: int = 256, max_tokens: int = 2048
@@ -324,6 +372,15 @@ class GEMModel:
         Rows of ``row_tokens`` (wider if a text is longer), forwards of <= ``max_tokens``
         tokens, a block-diagonal GEM mask; (N, D) float32 in input order.
         """
+        if self.gated:  # text as the base model's, then the specials: see _embed_gated
+            order = sorted(range(len(batch)), key=lambda i: -len(batch[i]))
+            out = torch.empty(len(batch), 0)
+            for s in range(0, len(order), 32):
+                chunk = order[s : s + 32]
+                vecs = self.embed_ids([batch[i] for i in chunk])
+                out = out if out.numel() else torch.empty(len(batch), vecs.shape[-1])
+                out[chunk] = vecs
+            return out
         p = packing.pack(batch, self.config.num_special_tokens, row_tokens, self.pad_id)
         rows, width = p.input_ids.shape
         per = max(1, max_tokens // width)  # rows per forward

@@ -141,3 +141,28 @@ def test_gated_adapter_bad_files_are_clear_errors(trained, tmp_path) -> None:
 def test_special_only_needs_lora(tiny_llama_dir, corpus, tmp_path) -> None:  # noqa: F811
     with pytest.raises(ValueError, match="adapter_scope"):
         tiny_config(tiny_llama_dir, corpus, tmp_path, adapter_scope="special_only", tuning="full")
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_gated_two_call_embedding_equals_one_gated_forward(tiny_dir, monkeypatch, k) -> None:
+    """Text first with the adapters off, then the specials over its cache == one gated pass."""
+    from peft import LoraConfig, get_peft_model
+
+    from gemlm.adapter import SpecialGate
+
+    gem = GEMModel.from_pretrained(tiny_dir, num_special_tokens=k, dtype="float32")
+    targets = ["q_proj", "v_proj", "down_proj"]
+    lora = LoraConfig(r=4, target_modules=targets, init_lora_weights=False)
+    gem.model = get_peft_model(gem.model, lora)
+    gem.model.gem_gate = SpecialGate(gem.model, gem.special_ids)
+    assert gem.gated
+    batch = [[5, 17, 23, 42], [70, 3], [], [9] * 11]  # text lengths 4, 2, 0, 11
+    batch = [ids + gem.special_ids for ids in batch]
+    two_calls = gem.embed_ids(batch)
+    packed = gem.embed_packed(batch)
+    monkeypatch.setattr(GEMModel, "gated", property(lambda self: False))
+    one_pass = gem.embed_ids(batch)  # the gate masks the LoRA at the text positions
+    torch.testing.assert_close(two_calls, one_pass, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed, one_pass, atol=1e-5, rtol=1e-5)
+    gem.model.gem_gate.remove()  # ungated: the LoRA now moves the text positions too
+    assert not torch.allclose(gem.embed_ids(batch), one_pass, atol=1e-3)
