@@ -5,7 +5,8 @@ mixed-NTP batches (8 x 256 tokens, 20% of rows with the GEM token) and contrasti
 (32 pairs of <= 48-token sentences) with the gate attached and detached, rounds interleaved,
 best round kept. Inference (bf16): the deployed forms, i.e. ``all`` = LoRA merged into the
 weights (a plain HF model) vs ``special_only`` = base + gated peft adapter, on a plain-text
-prefill (what generation and MMLU see) and on ``encode`` of STS-B sentences.
+prefill (what generation and MMLU see) and on ``encode`` of STS-B sentences (a gated model
+encodes in two calls: the text as the base forward, then the GEM token over its cache).
 
     python benchmarks/adapter_scope.py [--rounds 2] [--out benchmarks/results/adapter_scope.json]
 """
@@ -96,7 +97,7 @@ def inference(args: argparse.Namespace) -> dict[str, float]:
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=1e-3)
     gated_lm = copy.deepcopy(lm)
-    SpecialGate(gated_lm, base.special_ids)
+    gated_lm.gem_gate = SpecialGate(gated_lm, base.special_ids)  # as load_gated_adapter does
     merged = GEMModel(lm.merge_and_unload().eval(), base.tokenizer, base.config)
     gated = GEMModel(gated_lm.eval(), base.tokenizer, base.config)
     texts = load_texts(data_dir() / "wikipedia_en_wikiextractor/AA/wiki_01")

@@ -54,6 +54,12 @@ def text_pool(n: int) -> list[str]:
     return texts[:n]
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU seconds a process (all its threads) has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int | str = "self") -> dict[str, float]:
     """Resident (VmRSS) and peak resident (VmHWM) memory of a process, in MB."""
     out = {}
@@ -233,7 +239,14 @@ def main() -> None:
         wait_healthy(url, proc)
         warm = argparse.Namespace(**{**vars(args), "requests": 2 * args.clients})
         asyncio.run(load_phase(url, warm, texts, 0.1))  # warm-up, not reported
+        cpu0 = cpu_seconds(), cpu_seconds(proc.pid)
         embed_only = asyncio.run(load_phase(url, args, texts, 0.0))
+        client_cpu, server_cpu = cpu_seconds() - cpu0[0], cpu_seconds(proc.pid) - cpu0[1]
+        embed_only["cpu_seconds"] = {  # both share the 2 cores; offline encode has them alone
+            "client": round(client_cpu, 2),
+            "server": round(server_cpu, 2),
+            "client_share": round(client_cpu / (client_cpu + server_cpu), 3),
+        }
         print(f"embed-only: {embed_only['texts_per_s']} texts/s, {embed_only['errors']} errors")
         mixed = asyncio.run(load_phase(url, args, texts, args.chat_fraction))
         print(f"mixed: {mixed['requests_per_s']} req/s, {mixed['errors']} errors")

@@ -1,9 +1,11 @@
 """Retrieve and answer with one GEM model: ``RagEngine.ask`` and the streaming ``ask_stream``.
 
-Question in -> answer + numbered sources (with cosine scores) + timings out. With ``reuse=True``
-(default) the question is embedded after the chat header, in the same forward that prefills the
-generation prompt's first tokens (see ``reuse.py``); with ``reuse=False`` it is embedded with the
-model's own query prompt (``encode_query``) and generation prefills the whole prompt.
+Question in -> answer + numbered sources (with cosine scores) + timings out. With ``reuse=False``
+(default) the question is embedded with the model's own query prompt (``encode_query``) and
+generation prefills the whole prompt in one call. With ``reuse=True`` it is embedded after the
+chat header, in the same forward that prefills the generation prompt's first tokens (see
+``reuse.py``): exact, but on CPU continuing a prefill from a cache costs more than the question
+tokens it saves (``benchmarks/rag_reuse.py``), so it is opt-in.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class RagEngine:
         *,
         model_id: str | None = None,
         top_k: int = 4,
-        reuse: bool = True,
+        reuse: bool = False,
         instruction: str | None = None,
     ) -> None:
         self.model, self.store, self.collection = model, store, collection

@@ -116,8 +116,12 @@ def ask(
     max_new_tokens: int = 256,
     temperature: float = 0.0,
     reuse: Annotated[
-        bool, typer.Option(help="Embed the question in the prefill forward (KV reuse).")
-    ] = True,
+        bool,
+        typer.Option(
+            help="Embed the question in the forward that starts the prefill (KV reuse; exact, "
+            "but slower than a separate query forward on CPU: benchmarks/rag_reuse.py)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     qdrant_path: QdrantPathOpt = None,
     qdrant_url: QdrantUrlOpt = None,

@@ -8,7 +8,11 @@ cache is cropped back to that common prefix, and generation prefills only the re
 
 The one thing that cannot be shared is the readout tail (suffix + specials): it sits where the
 sources start in the generation prompt. Its cost is a forward over ~1-10 extra tokens, plus one
-extra call. (The model's own query prompt, e.g. PromptEOL ``This sentence : "``, cannot come
+extra call. What it does cost on CPU (``benchmarks/rag_reuse.py``): the rest of the prompt is
+then prefilled *from a cache*, and a query block that does not start at key 0 needs an explicit
+causal mask, which runs torch's SDPA slower than the ``is_causal`` kernel of a one-call prefill;
+on this CPU that costs more than the ~40 question tokens it saves, so ``RagEngine`` makes it
+opt-in. (The model's own query prompt, e.g. PromptEOL ``This sentence : "``, cannot come
 first either: the chat template starts with its own header, so the reuse layout embeds the
 question after the chat header instead.)
 """

@@ -45,3 +45,18 @@ def clean_prediction(text: str) -> str:
     """The first non-empty line of a generated answer, without [n] citation markers."""
     lines = [line for line in _CITATION.sub("", text).splitlines() if line.strip()]
     return lines[0].strip() if lines else ""
+
+
+def contains_answer(prediction: str, golds: list[str]) -> float:
+    """1.0 when a normalised gold answer occurs in the normalised prediction (whole words).
+
+    The "has answer" accuracy of open-domain QA: it does not punish a small model for wrapping
+    the answer in a sentence, which SQuAD's EM and F1 do.
+
+    >>> contains_answer("It was signed in 1997 by the UK.", ["1997"])
+    1.0
+    >>> contains_answer("In 19970.", ["1997"])
+    0.0
+    """
+    pred = f" {normalize_answer(prediction)} "
+    return float(any(f" {normalize_answer(g)} " in pred for g in golds if normalize_answer(g)))

@@ -22,7 +22,7 @@ def store(tiny_gem, docs: Path, tmp_path: Path):
 
 
 def test_ask_returns_numbered_sources_and_cites_them_in_the_prompt(tiny_gem, store) -> None:
-    engine = RagEngine(tiny_gem, store, "c", model_id="tiny", top_k=3)
+    engine = RagEngine(tiny_gem, store, "c", model_id="tiny", top_k=3, reuse=True)
     ans = engine.ask(Q, max_new_tokens=4)
     assert len(ans.sources) >= 2  # the tiny 256-token window may not hold all 3
     assert [s.rank for s in ans.sources] == list(range(1, len(ans.sources) + 1))
@@ -39,7 +39,7 @@ def test_ask_returns_numbered_sources_and_cites_them_in_the_prompt(tiny_gem, sto
 
 
 def test_reuse_embedding_equals_encode(tiny_gem, store) -> None:
-    engine = RagEngine(tiny_gem, store, "c", model_id="tiny")
+    engine = RagEngine(tiny_gem, store, "c", model_id="tiny", reuse=True)
     vec, fwd = engine.embed_question(Q)
     ref = tiny_gem.encode(Q, prompt=prompting.chat_header(tiny_gem))
     np.testing.assert_allclose(vec, ref, atol=1e-6)
@@ -47,7 +47,7 @@ def test_reuse_embedding_equals_encode(tiny_gem, store) -> None:
 
 
 def test_reuse_gives_the_same_greedy_answer(tiny_gem, store) -> None:
-    engine = RagEngine(tiny_gem, store, "c", model_id="tiny", top_k=2)
+    engine = RagEngine(tiny_gem, store, "c", model_id="tiny", top_k=2, reuse=True)
     _, fwd = engine.embed_question(Q)
     sources = engine.retrieve(Q)
     ids, _ = engine.prompt_ids(Q, sources, 12)
@@ -66,10 +66,10 @@ def test_reuse_gives_the_same_greedy_answer(tiny_gem, store) -> None:
 
 
 def test_no_reuse_path_and_stream(tiny_gem, store) -> None:
-    plain = RagEngine(tiny_gem, store, "c", model_id="tiny", top_k=2, reuse=False)
+    plain = RagEngine(tiny_gem, store, "c", model_id="tiny", top_k=2)  # reuse is opt-in
     ans = plain.ask(Q, max_new_tokens=5)
     assert ans.reused_tokens == 0 and len(ans.sources) == 2
-    engine = RagEngine(tiny_gem, store, "c", model_id="tiny", top_k=2)
+    engine = RagEngine(tiny_gem, store, "c", model_id="tiny", top_k=2, reuse=True)
     stream = engine.ask_stream(Q, max_new_tokens=5)
     assert len(stream.sources) == 2  # known before any token
     text = "".join(stream)

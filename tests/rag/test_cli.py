@@ -58,6 +58,7 @@ def test_index_then_ask(tiny_llama_dir: Path, docs: Path, tmp_path: Path) -> Non
         "--max-new-tokens",
         "3",
         "--json",
+        "--reuse",
         "--dtype",
         "float32",
     )
