@@ -373,13 +373,14 @@ class GEMModel:
         tokens, a block-diagonal GEM mask; (N, D) float32 in input order.
         """
         if self.gated:  # text as the base model's, then the specials: see _embed_gated
-            order = sorted(range(len(batch)), key=lambda i: -len(batch[i]))
-            out = torch.empty(len(batch), 0)
-            for s in range(0, len(order), 32):
-                chunk = order[s : s + 32]
-                vecs = self.embed_ids([batch[i] for i in chunk])
-                out = out if out.numel() else torch.empty(len(batch), vecs.shape[-1])
-                out[chunk] = vecs
+            order = sorted(range(len(batch)), key=lambda i: -len(batch[i]))  # longest first
+            parts = [
+                self.embed_ids([batch[i] for i in order[s : s + 32]])
+                for s in range(0, len(order), 32)
+            ]
+            sorted_vecs = torch.cat(parts)  # (N, D) in `order`
+            out = torch.empty_like(sorted_vecs)
+            out[order] = sorted_vecs
             return out
         p = packing.pack(batch, self.config.num_special_tokens, row_tokens, self.pad_id)
         rows, width = p.input_ids.shape
