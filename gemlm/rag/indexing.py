@@ -69,12 +69,15 @@ def index_paths(
     chunk_tokens: int | None = None,
     overlap: int | None = None,
     batch_size: int = 32,
+    group_size: int = 512,
     progress: bool = False,
 ) -> IndexReport:
     """Index files into ``collection`` (created for this model if missing, else checked).
 
     ``chunk_tokens`` defaults to 256 (or what fits the embedding window), ``overlap`` to
-    an eighth of it (at most 32).
+    an eighth of it (at most 32). Passages are embedded and stored ``group_size`` at a time
+    (``encode`` sorts a group by length before cutting batches of ``batch_size``, so a larger
+    group pads less; an interrupted run loses at most one group).
     """
     room = max_chunk_tokens(model)
     chunk_tokens = chunk_tokens or min(DEFAULT_CHUNK_TOKENS, room)
@@ -104,8 +107,8 @@ def index_paths(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc="embedding passages", unit="passage", disable=not progress)
-    for i in range(0, len(todo), batch_size):
-        batch = todo[i : i + batch_size]
+    for i in range(0, len(todo), group_size):
+        batch = todo[i : i + group_size]
         vectors = model.encode_document([p.text for p in batch], batch_size=batch_size)
         store.upsert(collection, [p.id for p in batch], vectors, [p.payload() for p in batch])
         report.added += len(batch)

@@ -7,7 +7,7 @@ import pytest
 from gemlm.rag.indexing import index_paths
 from gemlm.rag.store import RagStore
 
-KW = dict(model_id="tiny", chunk_tokens=32, overlap=4, batch_size=4)
+KW = dict(model_id="tiny", chunk_tokens=32, overlap=4, batch_size=2, group_size=4)
 
 
 def test_index_is_idempotent_and_drops_stale(tiny_gem, docs: Path, tmp_path: Path) -> None:
