@@ -62,9 +62,14 @@ class SpecialGate:
             )
         return output * self.mask.to(output.dtype)  # (B, T, out) * (B, T, 1)
 
+    @property
+    def attached(self) -> bool:
+        return bool(self.handles)
+
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+        self.handles = []
         for layer in self.layers:
             layer._disable_adapters = False
 

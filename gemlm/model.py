@@ -322,7 +322,8 @@ class GEMModel:
     @property
     def gated(self) -> bool:
         """True for a gated adapter (``adapter_scope="special_only"``) attached to the model."""
-        return getattr(self.model, "gem_gate", None) is not None
+        gate = getattr(self.model, "gem_gate", None)
+        return gate is not None and gate.attached
 
     def _embed_gated(self, batch: list[list[int]]) -> torch.Tensor:
         """:meth:`embed_ids` for a gated adapter, in two calls that skip the LoRA at the text.

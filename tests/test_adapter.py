@@ -164,5 +164,7 @@ def test_gated_two_call_embedding_equals_one_gated_forward(tiny_dir, monkeypatch
     one_pass = gem.embed_ids(batch)  # the gate masks the LoRA at the text positions
     torch.testing.assert_close(two_calls, one_pass, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(packed, one_pass, atol=1e-5, rtol=1e-5)
+    monkeypatch.undo()
     gem.model.gem_gate.remove()  # ungated: the LoRA now moves the text positions too
+    assert not gem.gated
     assert not torch.allclose(gem.embed_ids(batch), one_pass, atol=1e-3)
