@@ -97,7 +97,7 @@ def inference(args: argparse.Namespace) -> dict[str, float]:
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=1e-3)
     gated_lm = copy.deepcopy(lm)
-    gated_lm.gem_gate = SpecialGate(gated_lm, base.special_ids)  # as load_gated_adapter does
+    SpecialGate(gated_lm, base.special_ids)
     merged = GEMModel(lm.merge_and_unload().eval(), base.tokenizer, base.config)
     gated = GEMModel(gated_lm.eval(), base.tokenizer, base.config)
     texts = load_texts(data_dir() / "wikipedia_en_wikiextractor/AA/wiki_01")

@@ -26,7 +26,11 @@ ADAPTER_DIR = "adapter"  # subfolder of a gemlm folder holding the peft files of
 
 
 class SpecialGate:
-    """Attach to a peft LoRA model; gates every LoRA delta to the ``special_ids`` positions."""
+    """Attach to a peft LoRA model; gates every LoRA delta to the ``special_ids`` positions.
+
+    The gate registers itself as ``peft_model.gem_gate``, which is how ``GEMModel`` knows the
+    model is gated (and embeds the text as the plain base forward, ``GEMModel._embed_gated``).
+    """
 
     def __init__(self, peft_model: nn.Module, special_ids: list[int]) -> None:
         from peft.tuners.lora import LoraLayer
@@ -42,6 +46,7 @@ class SpecialGate:
         for layer in self.layers:
             for lora_b in layer.lora_B.values():
                 self.handles.append(lora_b.register_forward_hook(self._gate))
+        peft_model.gem_gate = self
 
     def _set_mask(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -90,5 +95,5 @@ def load_gated_adapter(model: nn.Module, folder: Path, special_ids: list[int]) -
         peft_model = PeftModel.from_pretrained(model, str(path))
     except Exception as exc:  # corrupt or mismatched files
         raise ValueError(f"cannot load the gated adapter in {path}: {exc}") from exc
-    peft_model.gem_gate = SpecialGate(peft_model, special_ids)
+    SpecialGate(peft_model, special_ids)
     return peft_model

@@ -154,7 +154,7 @@ def test_gated_two_call_embedding_equals_one_gated_forward(tiny_dir, monkeypatch
     targets = ["q_proj", "v_proj", "down_proj"]
     lora = LoraConfig(r=4, target_modules=targets, init_lora_weights=False)
     gem.model = get_peft_model(gem.model, lora)
-    gem.model.gem_gate = SpecialGate(gem.model, gem.special_ids)
+    SpecialGate(gem.model, gem.special_ids)
     assert gem.gated
     batch = [[5, 17, 23, 42], [70, 3], [], [9] * 11]  # text lengths 4, 2, 0, 11
     batch = [ids + gem.special_ids for ids in batch]

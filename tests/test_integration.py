@@ -48,7 +48,7 @@ def test_gated_adapter_on_the_real_model_keeps_base_logits_bit_identical(tmp_pat
     for name, p in lm.named_parameters():
         if "lora_B" in name or "trainable_tokens" in name:
             torch.nn.init.normal_(p, std=0.02)
-    lm.gem_gate = SpecialGate(lm, gem.special_ids)
+    SpecialGate(lm, gem.special_ids)
     gem.model = lm.eval()
     gem.config.adapter_scope, gem.config.base_model = "special_only", "smollm2-135m-instruct"
     gem.save_pretrained(tmp_path / "adapter")

@@ -192,7 +192,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             cfg.lora_target_modules,
         )
         if cfg.adapter_scope == "special_only":
-            lm.gem_gate = SpecialGate(lm, gem.special_ids)
+            SpecialGate(lm, gem.special_ids)
             gem.config.adapter_scope = "special_only"
             gem.config.base_model = cfg.model
     if cfg.gradient_checkpointing:
