@@ -255,18 +255,7 @@ class GEMModel:
                 "tokens and were truncated (the special tokens are kept)",
                 stacklevel=2,
             )
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if show_progress_bar is None:
-            show_progress_bar = False
-        from tqdm.auto import tqdm
-
-        out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
-        for chunk in tqdm(chunks, desc="Batches", disable=not show_progress_bar):
-            vecs = self.embed_ids([ids[i] for i in chunk], padding_side=padding_side)
-            for i, v in zip(chunk, vecs, strict=True):
-                out[i] = v
-        emb = torch.stack(out) if out else torch.empty(0, self.get_embedding_dimension())
+        emb = self._embed_sorted(ids, batch_size, padding_side, bool(show_progress_bar))
 
         if truncate_dim is not None:
             emb = emb[:, :truncate_dim]
@@ -280,6 +269,25 @@ class GEMModel:
             arr = emb.numpy()
             return arr[0] if single else arr
         return emb[0] if single else list(emb)
+
+    def _embed_sorted(
+        self,
+        ids: list[list[int]],
+        batch_size: int,
+        padding_side: str = "right",
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """:meth:`embed_ids` over length-sorted batches; (N, D) float32 in input order."""
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        out: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+        for chunk in tqdm(chunks, desc="Batches", disable=not progress):
+            vecs = self.embed_ids([ids[i] for i in chunk], padding_side=padding_side)
+            for i, v in zip(chunk, vecs, strict=True):
+                out[i] = v
+        return torch.stack(out) if out else torch.empty(0, self.get_embedding_dimension())
 
     def encode_query(self, sentences: str | Iterable[str], **kwargs: Any) -> Any:
         """``encode`` with the "query" prompt when the config defines one."""
@@ -336,20 +344,18 @@ class GEMModel:
         """
         k = self.config.num_special_tokens
         texts = [ids[:-k] for ids in batch]
-        B, T = len(batch), max(len(t) for t in texts)
+        layouts = [masking.Layout(prefix=len(t)) for t in texts]
+        segments = masking.batch_segments(layouts, padding_side="left")  # (B, T) text only
+        text_mask = segments != masking.PAD  # (B, T)
         backbone = self.model.get_decoder()
-        text_mask = torch.zeros((B, T), dtype=torch.bool)  # (B, T) left-padded real text
         cache = DynamicCache(config=self.model.config)
-        if T:
-            input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
-            for i, t in enumerate(texts):
-                if t:
-                    input_ids[i, T - len(t) :] = torch.tensor(t)
-                    text_mask[i, T - len(t) :] = True
+        if text_mask.any():
+            input_ids = torch.full(segments.shape, self.pad_id, dtype=torch.long)
+            input_ids[text_mask] = torch.tensor([t for ids in texts for t in ids], dtype=torch.long)
             backbone(
                 input_ids=input_ids.to(self.device),
                 attention_mask=text_mask.long().to(self.device),
-                position_ids=(text_mask.long().cumsum(-1) - 1).clamp(min=0).to(self.device),
+                position_ids=masking.position_ids(segments).to(self.device),
                 past_key_values=cache,
                 use_cache=True,
             )
@@ -374,15 +380,7 @@ class GEMModel:
         tokens, a block-diagonal GEM mask; (N, D) float32 in input order.
         """
         if self.gated:  # text as the base model's, then the specials: see _embed_gated
-            order = sorted(range(len(batch)), key=lambda i: -len(batch[i]))  # longest first
-            parts = [
-                self.embed_ids([batch[i] for i in order[s : s + 32]])
-                for s in range(0, len(order), 32)
-            ]
-            sorted_vecs = torch.cat(parts)  # (N, D) in `order`
-            out = torch.empty_like(sorted_vecs)
-            out[order] = sorted_vecs
-            return out
+            return self._embed_sorted(batch, batch_size=32)
         p = packing.pack(batch, self.config.num_special_tokens, row_tokens, self.pad_id)
         rows, width = p.input_ids.shape
         per = max(1, max_tokens // width)  # rows per forward
