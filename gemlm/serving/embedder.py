@@ -26,7 +26,7 @@ Input = str | list[int]
 class Embedder:
     """``embedder(inputs) -> [(unit vector float32 (D,), tokens embedded), ...]``."""
 
-    def __init__(self, gem: GEMModel, row_tokens: int = 64, max_tokens: int = 1024) -> None:
+    def __init__(self, gem: GEMModel, row_tokens: int, max_tokens: int) -> None:
         self.gem, self.row_tokens, self.max_tokens = gem, row_tokens, max_tokens
         self._tail: list[int] | None = None
 
