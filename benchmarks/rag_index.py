@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,11 +22,13 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from gemlm.model import GEMModel
-from gemlm.paths import data_dir
 from gemlm.rag.indexing import index_paths
 from gemlm.rag.store import RagStore, model_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from rag_squad import load_squad  # noqa: E402
 
 
 def main() -> None:
@@ -38,18 +41,13 @@ def main() -> None:
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
     groups = [int(g) for g in args.groups.split(",")]
-    data = json.loads((data_dir() / "squad_v1.1/dev-v1.1.json").read_text(encoding="utf-8"))
-    kept, n = [], 0
-    for article in data["data"]:
-        paras = article["paragraphs"][: max(0, args.paragraphs - n)]
-        n += len(paras)
-        if paras:
-            kept.append({"title": article["title"], "paragraphs": paras})
+    squad, _ = load_squad(args.paragraphs)
+    n = sum(len(a["paragraphs"]) for a in squad["data"])
     gem = GEMModel.from_pretrained(args.model)
     best = {g: float("inf") for g in groups}
     with tempfile.TemporaryDirectory(prefix="gemlm-rag-index-") as tmp:
         corpus = Path(tmp) / "squad.json"
-        corpus.write_text(json.dumps({"data": kept, "version": "1.1"}))
+        corpus.write_text(json.dumps(squad))
         gem.encode_document(["warm-up"])
         for r in range(args.rounds):
             for g in groups:
