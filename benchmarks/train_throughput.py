@@ -1,11 +1,18 @@
-"""Training-step throughput: plain NTP vs mixed GEM NTP vs contrastive, same process, same batches.
+"""Training-step time: the previous training forward ("current") vs today's GEMTrainingModule
+("new"), for both stages and both adapter scopes, on the same batches, in one process.
 
-Plain and mixed steps run on the very same token chunks (the mixed collator inserts the GEM
-token into ``gem_prob`` of them and passes the 4-D GEM mask); the contrastive step runs on
-sentences from the same text. Kinds are interleaved over rounds and the best round is kept.
-Setup as in the CPU recipe: LoRA, bf16 autocast, AdamW.
+One LoRA model (r=16 + the GEM rows, bf16 autocast, AdamW), the gate attached for
+``special_only`` and removed for ``all``. Kinds are interleaved over rounds, best round kept.
 
-    python benchmarks/train_throughput.py [--steps 4] [--rounds 2] [--out FILE.json]
+* mixed NTP: 8 x 256-token Wikipedia chunks, 20% of rows with the GEM token (reconstruction).
+  ``current`` = one forward over every row + logits everywhere; ``new`` = logits only where a
+  label follows (all) / the frozen text without autograd and plain rows skipped (special_only).
+  special_only ``new, all GEM rows`` is what the v2 recipe trains on: every row gets the token.
+* contrastive: 32 sentence pairs (<= 48 tokens), PromptEOL template, alpha 0.9 (current) as in
+  the v1 recipes. ``new`` = length-sorted micro-batches (all) / the text without autograd and
+  only the GEM token with grad (special_only, where the NTP term is inert and skipped).
+
+    python benchmarks/train_throughput.py [--steps 3] [--rounds 2] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -18,22 +25,46 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as hf_logging
 
+from gemlm.adapter import SpecialGate
 from gemlm.model import GEMModel
 from gemlm.paths import data_dir
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
 from gemlm.training.data import load_texts, tokenize_and_chunk, tokenize_texts
-from gemlm.training.losses import LogitScale
-from gemlm.training.trainer import GEMTrainingModule, apply_lora
+from gemlm.training.losses import LogitScale, info_nce, ntp_loss, special_readout
+from gemlm.training.module import GEMTrainingModule
+from gemlm.training.trainer import apply_lora
+
+PROMPT, SUFFIX = 'This sentence : "', '" means in one word:"'
+
+
+class CurrentModule(torch.nn.Module):
+    """The training forward before the fast paths (verbatim logic): one forward over every
+    row; NTP logits for every position; alpha < 1 adds NTP on the anchors."""
+
+    def __init__(self, lm, logit_scale=None, alpha=1.0):
+        super().__init__()
+        self.lm, self.logit_scale, self.alpha = lm, logit_scale, alpha
+
+    def forward(self, input_ids, attention_mask, position_ids, segments, labels):
+        common = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        if self.logit_scale is None:
+            return {"loss": ntp_loss(self.lm(**common, use_cache=False).logits, labels)}
+        hidden = self.lm.get_decoder()(**common, use_cache=False).last_hidden_state
+        emb = special_readout(hidden, segments)
+        B = emb.shape[0] // 2
+        loss = self.alpha * info_nce(emb[:B], emb[B:], self.logit_scale())["loss"]
+        if self.alpha < 1:
+            logits = self.lm.get_output_embeddings()(hidden[:B])
+            loss = loss + (1 - self.alpha) * ntp_loss(logits, labels[:B])
+        return {"loss": loss}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--steps", type=int, default=4, help="timed steps per kind per round")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per kind per round")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--gem-prob", type=float, default=0.2)
+    ap.add_argument("--micro-batch", type=int, default=32, help="contrastive rows per forward")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
@@ -41,17 +72,18 @@ def main() -> None:
     torch.manual_seed(0)
 
     gem = GEMModel.from_pretrained(args.model, dtype="float32")
+    tok = gem.tokenizer
     lm = apply_lora(gem.model, gem.special_ids, r=16, alpha=32, dropout=0.0)
     texts = load_texts(data_dir() / "wikipedia_en_wikiextractor/AA/wiki_00")
-    n = args.steps * args.batch_size
-    chunks = tokenize_and_chunk(texts, gem.tokenizer, args.seq_len)["input_ids"][:n]
-    sents = tokenize_texts(texts.select(range(n * 2)), gem.tokenizer, 48)["input_ids"]
+    n = args.steps
+    chunks = tokenize_and_chunk(texts, tok, 256)["input_ids"][: 8 * n]
+    sents = tokenize_texts(texts.select(range(32 * n)), tok, 48, prompt=PROMPT)["input_ids"]
     common = dict(special_ids=gem.special_ids, pad_id=gem.pad_id, mask_dtype=torch.bfloat16, seed=0)
-    plain = GEMCollator(gem_prob=0.0, **common)
-    mixed = GEMCollator(gem_prob=args.gem_prob, format="reconstruction", **common)
-    every = GEMCollator(gem_prob=1.0, format="reconstruction", **common)  # worst case: all rows
-    contrastive = ContrastiveCollator(dropout=0.1, **common)
-    bs = args.batch_size
+    mixed = GEMCollator(gem_prob=0.2, format="reconstruction", **common)
+    every = GEMCollator(gem_prob=1.0, format="reconstruction", **common)
+    suffix = tok(SUFFIX, add_special_tokens=False)["input_ids"]
+    protect = len(tok(PROMPT)["input_ids"])
+    pairs = ContrastiveCollator(dropout=0.1, protect=protect, suffix_ids=suffix, **common)
 
     def batched(collate, rows: list[list[int]], size: int) -> list[dict]:
         return [
@@ -59,66 +91,83 @@ def main() -> None:
             for i in range(0, len(rows), size)
         ]
 
-    batches = {
-        "plain_ntp": batched(plain, chunks, bs),
-        "mixed_gem_ntp": batched(mixed, chunks, bs),
-        "gem_every_row": batched(every, chunks, bs),
-        "contrastive": batched(contrastive, sents, 2 * bs),
+    ntp_b, every_b = batched(mixed, chunks, 8), batched(every, chunks, 8)
+    con_b = batched(pairs, sents, 32)
+    scale = LogitScale()
+    bf = torch.bfloat16
+    frozen_ntp = lambda: GEMTrainingModule(lm, frozen_text=True, mask_dtype=bf)  # noqa: E731
+    frozen_con = lambda: GEMTrainingModule(  # noqa: E731
+        lm, scale, 1.0, frozen_text=True, micro_batch=args.micro_batch, mask_dtype=bf
+    )
+    # (stage, scope, variant) -> (module factory, batches); special_only modules need the gate
+    kinds = {
+        ("ntp", "all", "current"): (lambda: CurrentModule(lm), ntp_b),
+        ("ntp", "all", "new"): (lambda: GEMTrainingModule(lm, mask_dtype=bf), ntp_b),
+        ("ntp", "special_only", "current"): (lambda: CurrentModule(lm), ntp_b),
+        ("ntp", "special_only", "new"): (frozen_ntp, ntp_b),
+        ("ntp", "special_only", "new, all GEM rows"): (frozen_ntp, every_b),
+        ("contrastive", "all", "current"): (lambda: CurrentModule(lm, scale, 0.9), con_b),
+        ("contrastive", "all", "new"): (
+            lambda: GEMTrainingModule(lm, scale, 0.9, micro_batch=args.micro_batch, mask_dtype=bf),
+            con_b,
+        ),
+        ("contrastive", "special_only", "current"): (lambda: CurrentModule(lm, scale, 0.9), con_b),
+        ("contrastive", "special_only", "new"): (frozen_con, con_b),
     }
-    modules = {
-        "plain_ntp": GEMTrainingModule(lm),
-        "mixed_gem_ntp": GEMTrainingModule(lm),
-        "gem_every_row": GEMTrainingModule(lm),
-        "contrastive": GEMTrainingModule(lm, LogitScale(), alpha=0.9),
-    }
-    params = [p for p in lm.parameters() if p.requires_grad]
+    params = [p for p in lm.parameters() if p.requires_grad] + list(scale.parameters())
     opt = torch.optim.AdamW(params, lr=1e-5)
+    gate: list[SpecialGate | None] = [None]
+    modules: dict = {}
 
-    def step(module: GEMTrainingModule, batch: dict) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = module(**batch)["loss"]
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def run(kind: tuple[str, str, str]) -> float:
+        if kind[1] == "special_only" and gate[0] is None:
+            gate[0] = SpecialGate(lm, gem.special_ids)
+        if kind[1] == "all" and gate[0] is not None:
+            gate[0].remove()
+            gate[0] = None
+        factory, batches = kinds[kind]
+        module = modules.setdefault(kind, factory())
+        t = time.perf_counter()
+        for b in batches:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = module(**b)["loss"]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return (time.perf_counter() - t) / len(batches)
 
-    for kind, bl in batches.items():  # warm-up
-        step(modules[kind], bl[0])
-    best: dict[str, float] = {}
+    for kind in kinds:  # warm-up (and module construction under the right gate state)
+        run(kind)
+    best: dict = {}
     for r in range(args.rounds):
-        for kind, bl in batches.items():
-            t = time.perf_counter()
-            for b in bl:
-                step(modules[kind], b)
-            dt = time.perf_counter() - t
+        for kind in kinds:
+            dt = run(kind)
             best[kind] = min(best.get(kind, float("inf")), dt)
-            print(f"round {r}: {kind:14s} {dt / len(bl):6.2f} s/step", flush=True)
+            print(f"round {r}: {' / '.join(kind):42s} {dt:6.2f} s/step", flush=True)
 
-    tokens = {k: int(sum((b["segments"] != 0).sum() for b in bl)) for k, bl in batches.items()}
-    results = {
-        k: {
-            "tokens": tokens[k],
-            "seconds": round(best[k], 2),
-            "tok_per_s": round(tokens[k] / best[k], 1),
-        }
-        for k in batches
-    }
-    gem_rows = sum(int((b["segments"] == 2).any(1).sum()) for b in batches["mixed_gem_ntp"])
-    per_tok_plain = best["plain_ntp"] / tokens["plain_ntp"]
-    per_tok_mixed = best["mixed_gem_ntp"] / tokens["mixed_gem_ntp"]
-    per_tok_every = best["gem_every_row"] / tokens["gem_every_row"]
+    def ratio(stage: str, scope: str, variant: str = "new") -> float:
+        return round(best[(stage, scope, "current")] / best[(stage, scope, variant)], 2)
+
+    gem_rows = sum(int((b["segments"] == 2).any(1).sum()) for b in ntp_b)
     report = {
         "model": args.model,
-        "setup": "LoRA r=16 + special rows, bf16 autocast, AdamW, CPU",
-        "batch_size": bs,
-        "seq_len": args.seq_len,
-        "gem_prob": args.gem_prob,
-        "gem_rows_in_mixed_batches": f"{gem_rows}/{n}",
-        "steps_per_round": args.steps,
-        "rounds": args.rounds,
+        "setup": "LoRA r=16 + GEM rows, bf16 autocast, AdamW, CPU; best of rounds, interleaved",
         "torch_threads": torch.get_num_threads(),
-        "results": results,
-        "mixed_gem_step_overhead_vs_plain_per_token": round(per_tok_mixed / per_tok_plain - 1, 4),
-        "every_row_gem_overhead_vs_plain_per_token": round(per_tok_every / per_tok_plain - 1, 4),
+        "steps_per_round": n,
+        "rounds": args.rounds,
+        "ntp_batch": f"8 x 256 tokens, {gem_rows}/{8 * n} rows with the GEM token",
+        "contrastive_batch": "32 pairs of <= 48-token sentences + PromptEOL template",
+        "contrastive_micro_batch": args.micro_batch,
+        "seconds_per_step": {" / ".join(k): round(v, 3) for k, v in best.items()},
+        "speedup_current_over_new": {
+            "ntp / all": ratio("ntp", "all"),
+            "ntp / special_only": ratio("ntp", "special_only"),
+            "ntp / special_only, new step on all-GEM batches": ratio(
+                "ntp", "special_only", "new, all GEM rows"
+            ),
+            "contrastive / all": ratio("contrastive", "all"),
+            "contrastive / special_only": ratio("contrastive", "special_only"),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -20,6 +20,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import DynamicCache
+
+from . import masking
 
 ADAPTER_SCOPES = ("all", "special_only")
 ADAPTER_DIR = "adapter"  # subfolder of a gemlm folder holding the peft files of a gated adapter
@@ -77,6 +80,43 @@ class SpecialGate:
         self.handles = []
         for layer in self.layers:
             layer._disable_adapters = False
+
+
+def head_tail_forward(
+    backbone: nn.Module,
+    input_ids: torch.Tensor,
+    segments: torch.Tensor,
+    head: int,
+    mask_dtype: torch.dtype,
+) -> torch.Tensor:
+    """Last-layer states (B, W, D) of the tail columns ``[head:]`` of a head/tail batch
+    (:func:`gemlm.masking.head_tail_index`), computed in two calls.
+
+    The head (text before the specials, left-padded) runs without autograd into a KV cache:
+    with a gated adapter it holds no special token, so it is the frozen base forward and has no
+    gradient to give. The tail (specials + suffix) then runs over that cache with the GEM mask
+    and, under grad mode, is the only part autograd records. The result equals one forward over
+    the whole rows (tested), at the cost of a no-grad pass over the head.
+    """
+    positions = masking.position_ids(segments)  # (B, H + W)
+    cache = DynamicCache(config=backbone.config)
+    if head:
+        with torch.no_grad():
+            backbone(
+                input_ids=input_ids[:, :head],
+                attention_mask=(segments[:, :head] != masking.PAD).long(),
+                position_ids=positions[:, :head],
+                past_key_values=cache,
+                use_cache=True,
+            )
+    visible = masking.visibility(segments)[:, head:]  # (B, W, H + W)
+    return backbone(
+        input_ids=input_ids[:, head:],
+        attention_mask=masking.additive_mask(visible, mask_dtype),
+        position_ids=positions[:, head:],
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state
 
 
 def save_gated_adapter(peft_model: nn.Module, folder: Path) -> None:

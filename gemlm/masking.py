@@ -142,3 +142,43 @@ def special_states(hidden: torch.Tensor, segments: torch.Tensor) -> torch.Tensor
             f"every row needs the same number (>= 1) of special tokens, got {counts.tolist()}"
         )
     return hidden[is_special].view(hidden.shape[0], -1, hidden.shape[-1])
+
+
+def head_tail_index(segments: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Re-lay right-padded GEM rows as a left-padded *head* (the text before the specials) in
+    the first H columns and a right-padded *tail* (specials + suffix) from column H on.
+
+    Rows must read ``prefix, specials, suffix, padding`` (as the collators and ``encode`` build
+    them). Returns, per new column, the source column (-1 for padding), and H. A gated model
+    runs the head as the frozen base forward and only the tail with its adapter.
+
+    >>> index, H = head_tail_index(torch.tensor([[1, 1, 2, 3, 0], [1, 2, 3, 3, 3]]))
+    >>> index.tolist(), H
+    ([[0, 1, 2, 3, -1, -1], [-1, 0, 1, 2, 3, 4]], 2)
+    """
+    real = segments != PAD
+    head = (segments == PREFIX).sum(1, keepdim=True)  # (B, 1)
+    tail = real.sum(1, keepdim=True) - head  # (B, 1)
+    if not bool((real.cumsum(1) == real.sum(1, keepdim=True)).logical_or(real).all()):
+        raise ValueError("head_tail_index needs right-padded rows (no padding before a token)")
+    H, W = int(head.max()), int(tail.max())
+    cols = torch.arange(H + W, device=segments.device)[None, :]  # (1, H + W)
+    src = cols - (H - head)  # (B, H + W)
+    keep = (src >= 0) & (cols < H + tail)
+    return torch.where(keep, src, -1), H
+
+
+def relay(x: torch.Tensor, index: torch.Tensor, fill: int) -> torch.Tensor:
+    """Gather (B, T) ``x`` into the columns of ``index`` (B, T'); -1 columns get ``fill``."""
+    taken = x.gather(1, index.clamp(min=0))
+    return torch.where(index >= 0, taken, torch.full_like(taken, fill))
+
+
+def batch_attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The mask a batch needs: the 4-D GEM mask (B, 1, T, T) when a rule beyond causal applies
+    (a suffix, or k > 1 specials that must not see each other), else the stock 2-D padding
+    mask (B, T), which keeps the model on its fast causal path and is exact there."""
+    specials = (segments == SPECIAL).sum(1)
+    if bool((segments == SUFFIX).any()) or bool((specials > 1).any()):
+        return gem_attention_mask(segments, dtype)
+    return (segments != PAD).long()

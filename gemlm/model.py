@@ -15,7 +15,6 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    DynamicCache,
     LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -26,7 +25,7 @@ from transformers import (
 )
 
 from . import masking, packing
-from .adapter import load_gated_adapter, save_gated_adapter
+from .adapter import head_tail_forward, load_gated_adapter, save_gated_adapter
 from .atomic import atomic_folder
 from .config import GEMConfig
 from .quantization import quantize_embeddings
@@ -339,35 +338,24 @@ class GEMModel:
         The gate makes every text position the base model's, so the text runs first with no
         special token in it (adapters off: the plain base forward, left-padded, into a KV
         cache), then the k specials run alone over that cache (adapters on, each seeing its
-        row's text and itself). Same states as one gated forward, without computing and then
-        masking the LoRA deltas at every text position.
+        row's text and itself): :func:`gemlm.adapter.head_tail_forward`, which training's
+        contrastive stage runs too. Same states as one gated forward, without computing and
+        then masking the LoRA deltas at every text position.
         """
         k = self.config.num_special_tokens
-        texts = [ids[:-k] for ids in batch]
-        layouts = [masking.Layout(prefix=len(t)) for t in texts]
-        segments = masking.batch_segments(layouts, padding_side="left")  # (B, T) text only
-        text_mask = segments != masking.PAD  # (B, T)
-        backbone = self.model.get_decoder()
-        cache = DynamicCache(config=self.model.config)
-        if text_mask.any():
-            input_ids = torch.full(segments.shape, self.pad_id, dtype=torch.long)
-            input_ids[text_mask] = torch.tensor([t for ids in texts for t in ids], dtype=torch.long)
-            backbone(
-                input_ids=input_ids.to(self.device),
-                attention_mask=text_mask.long().to(self.device),
-                position_ids=masking.position_ids(segments).to(self.device),
-                past_key_values=cache,
-                use_cache=True,
-            )
-        lengths = torch.tensor([len(t) for t in texts])
-        visible = masking.tail_visibility(text_mask, k)  # (B, k, T + k)
-        hidden = backbone(
-            input_ids=torch.tensor([ids[-k:] for ids in batch]).to(self.device),
-            attention_mask=masking.additive_mask(visible, self.dtype).to(self.device),
-            position_ids=(lengths[:, None] + torch.arange(k)).to(self.device),
-            past_key_values=cache,
-            use_cache=True,
-        ).last_hidden_state  # (B, k, D)
+        layouts = [masking.Layout(prefix=len(ids) - k, specials=k) for ids in batch]
+        segments = masking.batch_segments(layouts)  # (B, T) right-padded
+        input_ids = torch.full(segments.shape, self.pad_id, dtype=torch.long)
+        input_ids[segments != masking.PAD] = torch.tensor([t for ids in batch for t in ids])
+        index, head = masking.head_tail_index(segments)
+        segments = masking.relay(segments, index, masking.PAD)
+        hidden = head_tail_forward(
+            self.model.get_decoder(),
+            masking.relay(input_ids, index, self.pad_id).to(self.device),
+            segments.to(self.device),
+            head,
+            self.dtype,
+        )  # (B, k, D)
         return self.readout(hidden).cpu()
 
     @torch.inference_mode()

@@ -14,7 +14,7 @@ IGNORE = -100
 
 
 def _pad_batch(
-    seqs: list[list[int]], layouts: list[Layout], pad_id: int, mask_dtype: torch.dtype, k: int
+    seqs: list[list[int]], layouts: list[Layout], pad_id: int, mask_dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
     """Right-pad ids; build segments, position ids and the attention mask (2-D when possible)."""
     segments = masking.batch_segments(layouts)  # (B, T)
@@ -22,11 +22,7 @@ def _pad_batch(
     input_ids = torch.full((B, T), pad_id, dtype=torch.long)
     for i, ids in enumerate(seqs):
         input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    specials_isolated = k > 1 and bool((segments == masking.SPECIAL).any())
-    if specials_isolated or bool((segments == masking.SUFFIX).any()):
-        attention_mask = masking.gem_attention_mask(segments, mask_dtype)  # (B, 1, T, T)
-    else:  # plain causal text and k = 1 readouts: the stock causal path is exact
-        attention_mask = (segments != masking.PAD).long()  # (B, T)
+    attention_mask = masking.batch_attention_mask(segments, mask_dtype)  # (B, T) or (B, 1, T, T)
     return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
@@ -103,7 +99,7 @@ class GEMCollator:
                 layout = Layout(len(ids))
             seqs.append(ids)
             layouts.append(layout)
-        batch = _pad_batch(seqs, layouts, self.pad_id, self.mask_dtype, k=len(self.special_ids))
+        batch = _pad_batch(seqs, layouts, self.pad_id, self.mask_dtype)
         labels = batch["input_ids"].clone()
         labels[(batch["segments"] == masking.SPECIAL) | (batch["segments"] == masking.PAD)] = IGNORE
         batch["labels"] = labels
@@ -153,7 +149,7 @@ class ContrastiveCollator:
         k = len(self.special_ids)
         seqs = [v + self.suffix_ids + self.special_ids for v in views]
         layouts = [Layout(len(s) - k, k) for s in seqs]
-        batch = _pad_batch(seqs, layouts, self.pad_id, self.mask_dtype, k)
+        batch = _pad_batch(seqs, layouts, self.pad_id, self.mask_dtype)
         labels = batch["input_ids"].clone()
         labels[batch["segments"] != masking.PREFIX] = IGNORE
         labels[len(texts) :] = IGNORE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ class GEMTrainingConfig:
         "all",
         "all: LoRA everywhere, merged at the end. special_only: LoRA acts only at the GEM token "
         "positions and is saved as a small adapter; plain-text generation stays bit-identical.",
+    )
+    skip_frozen: bool = _f(
+        True,
+        "adapter_scope special_only: run the frozen text (every position before the GEM tokens) "
+        "without autograd into a KV cache and train only the GEM tokens (+ the suffix in NTP "
+        "rows) over it; NTP batches are all GEM rows (plain rows have no gradient here). Same "
+        "gradients, several times faster; false runs the full forward/backward.",
     )
     lora_r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha.")
@@ -54,6 +62,11 @@ class GEMTrainingConfig:
     contrastive_lr: float = _f(1e-5, "Learning rate of the contrastive stage.")
     contrastive_batch_size: int = _f(32, "Anchor/positive pairs per step (in-batch negatives).")
     contrastive_max_len: int = _f(64, "Tokens per contrastive text before the specials.")
+    contrastive_micro_batch: int = _f(
+        64,
+        "Rows (anchors + positives) per forward in the contrastive stage, grouped by length so "
+        "little padding is computed; InfoNCE still uses the whole batch. 0 = one forward.",
+    )
     contrastive_unit: str = _f("sentence", "sentence (split paragraphs) or paragraph.")
     token_dropout: float = _f(0.1, "Share of text tokens dropped to make the positive view.")
     contrastive_alpha: float = _f(1.0, "Weight of InfoNCE; 1 - alpha goes to NTP on the anchors.")
@@ -98,6 +111,7 @@ class GEMTrainingConfig:
             "min_prefix": self.min_prefix >= 1,
             "min_suffix": self.min_suffix >= 1,
             "contrastive_max_len": self.contrastive_max_len >= 1,
+            "contrastive_micro_batch": self.contrastive_micro_batch >= 0,
             "lora_r": self.lora_r >= 1,
             "eval_rows": self.eval_rows >= 1,
             "save_steps": self.save_steps >= 1,
@@ -110,6 +124,7 @@ class GEMTrainingConfig:
             raise ValueError(
                 f"invalid value for {', '.join(bad)}: {[getattr(self, b) for b in bad]}"
             )
+        self._warn_inert()
         k = self.num_special_tokens
         need = {
             "split": self.min_prefix + k + self.min_suffix,
@@ -121,6 +136,31 @@ class GEMTrainingConfig:
                 f"ntp_seq_len={self.ntp_seq_len} is too small for {self.gem_format} with "
                 f"min_prefix={self.min_prefix}, {k} specials, min_suffix={self.min_suffix} "
                 f"(needs >= {need[self.gem_format]})"
+            )
+
+    @property
+    def frozen_text(self) -> bool:
+        """True when training runs the text without autograd (special_only + skip_frozen)."""
+        return self.adapter_scope == "special_only" and self.skip_frozen
+
+    def _warn_inert(self) -> None:
+        """Settings that change nothing with a gated adapter, named once at load time."""
+        if self.adapter_scope != "special_only":
+            return
+        if self.contrastive_steps and self.contrastive_alpha < 1:
+            warnings.warn(
+                f"contrastive_alpha={self.contrastive_alpha} < 1 is inert with adapter_scope "
+                "special_only: the anchors' text runs through the frozen base model, so NTP on it "
+                "has no gradient (generation is the base model's anyway); only alpha * InfoNCE "
+                "trains. Set contrastive_alpha: 1.0",
+                stacklevel=3,
+            )
+        if self.ntp_steps and self.frozen_text and self.gem_prob < 1:
+            warnings.warn(
+                f"gem_prob={self.gem_prob} is replaced by 1.0 with adapter_scope special_only and "
+                "skip_frozen: plain rows have no gradient when only the GEM positions can change, "
+                "so every NTP row gets the GEM tokens",
+                stacklevel=3,
             )
 
     def _check_types(self) -> None:

@@ -195,7 +195,12 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             SpecialGate(lm, gem.special_ids)
             gem.config.adapter_scope = "special_only"
             gem.config.base_model = cfg.model
-    if cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing and cfg.frozen_text:
+        logger.warning(
+            "gradient_checkpointing is skipped: special_only + skip_frozen keeps "
+            "activations only for the GEM tokens, and needs the KV cache it disables"
+        )
+    elif cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     mask_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
     history: list[dict[str, Any]] = []
@@ -205,14 +210,14 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
         collator = GEMCollator(
             special_ids=gem.special_ids,
             pad_id=gem.pad_id,
-            gem_prob=cfg.gem_prob,
+            gem_prob=1.0 if cfg.frozen_text else cfg.gem_prob,  # see GEMTrainingConfig
             format=cfg.gem_format,
             min_prefix=cfg.min_prefix,
             min_suffix=cfg.min_suffix,
             mask_dtype=mask_dtype,
             seed=cfg.seed,
         )
-        module = GEMTrainingModule(lm)
+        module = GEMTrainingModule(lm, frozen_text=cfg.frozen_text, mask_dtype=mask_dtype)
         history += _tag(
             _run_stage(
                 "stage1-ntp",
@@ -248,7 +253,12 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             seed=cfg.seed,
         )
         module = GEMTrainingModule(
-            lm, LogitScale(cfg.logit_scale_init, cfg.logit_scale_max), cfg.contrastive_alpha
+            lm,
+            LogitScale(cfg.logit_scale_init, cfg.logit_scale_max),
+            cfg.contrastive_alpha,
+            frozen_text=cfg.frozen_text,
+            micro_batch=cfg.contrastive_micro_batch,
+            mask_dtype=mask_dtype,
         )
         history += _tag(
             _run_stage(

@@ -1,4 +1,4 @@
-"""``GEMTrainer``: a thin ``transformers.Trainer`` subclass, plus the module it trains."""
+"""``GEMTrainer``: a thin ``transformers.Trainer`` subclass; LoRA set-up; trainable checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
-from .losses import LogitScale, info_nce, ntp_loss, special_readout
+from .module import GEMTrainingModule  # noqa: F401  (re-exported: callers import it from here)
 
 TRAINABLE_FILE = "trainable.safetensors"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -55,56 +55,6 @@ def apply_lora(
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
-
-
-class GEMTrainingModule(nn.Module):
-    """The causal LM plus what a stage adds (the logit scale); ``forward`` returns named losses.
-
-    Without a logit scale it is the mixed-NTP stage; with one, the contrastive stage, whose
-    batch holds B anchors then B positives and whose loss is
-    ``alpha * InfoNCE + (1 - alpha) * NTP(anchors)``.
-    """
-
-    def __init__(self, lm: nn.Module, logit_scale: LogitScale | None = None, alpha: float = 1.0):
-        super().__init__()
-        self.lm = lm
-        self.logit_scale = logit_scale
-        self.alpha = alpha
-
-    def forward(self, input_ids, attention_mask, position_ids, segments, labels) -> dict[str, Any]:
-        common = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "position_ids": position_ids,
-        }
-        if self.logit_scale is None:
-            logits = self.lm(**common, use_cache=False).logits  # (B, T, V)
-            loss = ntp_loss(logits, labels)
-            return {"loss": loss, "ntp": loss.detach()}
-        hidden = self.lm.get_decoder()(**common, use_cache=False).last_hidden_state  # (2B, T, D)
-        emb = special_readout(hidden, segments)  # (2B, D)
-        B = emb.shape[0] // 2
-        scale = self.logit_scale()
-        parts = info_nce(emb[:B], emb[B:], scale)
-        out = {
-            "contrastive": parts["loss"].detach(),
-            "accuracy": parts["accuracy"],
-            "logit_scale": scale.detach(),
-        }
-        loss = self.alpha * parts["loss"]
-        if self.alpha < 1:
-            logits = self.lm.get_output_embeddings()(hidden[:B])  # anchors only: (B, T, V)
-            ntp = ntp_loss(logits, labels[:B])
-            loss = loss + (1 - self.alpha) * ntp
-            out["ntp"] = ntp.detach()
-        return {"loss": loss, **out}
-
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {
-            n: p.detach().contiguous().clone()
-            for n, p in self.named_parameters()
-            if p.requires_grad
-        }
 
 
 class GEMTrainer(Trainer):
