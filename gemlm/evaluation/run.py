@@ -31,8 +31,13 @@ def evaluate(
     dtype: str = "auto",
     command: str | None = None,
     log: Any = print,
+    generation: bool = True,
 ) -> dict[str, Any]:
-    """Run ``suite`` for every model spec; write results.json, a Markdown table and a PNG."""
+    """Run ``suite`` for every model spec; write results.json, a Markdown table and a PNG.
+
+    ``generation=False`` runs only the embedding tasks (e.g. to compare adapters of one base
+    with ``adapter_scope: special_only``, whose generation is the base model's by construction).
+    """
     from ..model import _as_dtype
 
     started = time.perf_counter()
@@ -45,7 +50,9 @@ def evaluate(
     folder = data_dir(data)
     the_suite = load_suite(suite)
     tasks = [read_task(spec, folder, limit) for spec in the_suite.tasks]  # all checks, no model yet
-    gen = prepare_generation(the_suite.generation, folder, limit, the_suite.source_file)
+    gen = prepare_generation(
+        the_suite.generation if generation else {}, folder, limit, the_suite.source_file
+    )
     log(
         f"data read in {time.perf_counter() - started:.1f}s: {[t.spec.name for t in tasks]}"
         f" + {list(gen.mc) + (['Wiki ppl'] if gen.ppl_texts else [])}"

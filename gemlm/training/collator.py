@@ -110,6 +110,8 @@ class GEMCollator:
 class ContrastiveCollator:
     """Pairs for InfoNCE: the anchor is ``text <S>``, the positive is the same text with random
     token dropout (rate ``dropout``) before ``<S>``; other rows of the batch are the negatives.
+    A feature with ``positive_ids`` (a pair from :mod:`gemlm.training.pairs`) brings its own
+    positive, which gets the same dropout, and may bring ``protect`` for its anchor.
 
     Rows 0..B-1 are anchors, B..2B-1 their positives. Anchor labels allow an NTP term on the
     clean text (positives are never NTP targets). The first ``protect`` tokens (BOS, an
@@ -145,7 +147,8 @@ class ContrastiveCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         texts = [list(f["input_ids"]) for f in features]
-        views = texts + [self.drop(t) for t in texts]
+        positives = [list(f.get("positive_ids", t)) for f, t in zip(features, texts, strict=True)]
+        views = texts + [self.drop(p) for p in positives]
         k = len(self.special_ids)
         seqs = [v + self.suffix_ids + self.special_ids for v in views]
         layouts = [Layout(len(s) - k, k) for s in seqs]
@@ -153,7 +156,8 @@ class ContrastiveCollator:
         labels = batch["input_ids"].clone()
         labels[batch["segments"] != masking.PREFIX] = IGNORE
         labels[len(texts) :] = IGNORE
-        labels[:, : self.protect] = IGNORE
+        for row, f in enumerate(features):
+            labels[row, : f.get("protect", self.protect)] = IGNORE
         if self.suffix_ids:  # the fixed readout suffix is no NTP target
             tail = (batch["segments"] == masking.SPECIAL).float().argmax(1)  # first special per row
             for row, end in enumerate(tail.tolist()):

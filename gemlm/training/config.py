@@ -69,6 +69,25 @@ class GEMTrainingConfig:
     )
     contrastive_unit: str = _f("sentence", "sentence (split paragraphs) or paragraph.")
     token_dropout: float = _f(0.1, "Share of text tokens dropped to make the positive view.")
+    pair_mix: dict[str, float] = _f(
+        {"dropout": 1.0},
+        "Contrastive positive-pair sources and their weights: dropout (a sentence vs itself with "
+        "token dropout, the paper's), ict (a sentence vs the rest of its paragraph), title (an "
+        "article's title vs one of its paragraphs), crop (two random spans of one article). "
+        "Anything but {dropout: 1} draws pairs from whole documents (gemlm.training.pairs).",
+    )
+    ict_keep: float = _f(0.1, "ict: chance that the query sentence stays in its passage.")
+    positive_max_len: int | None = _f(
+        None, "Tokens per positive text (a passage) before the specials; None = max_len above."
+    )
+    query_prompt: str | None = _f(
+        None,
+        "Prompt before queries: the first text of ict/title pairs, saved as the model's 'query' "
+        "prompt (encode_query, retrieval queries). None = the same as prompt.",
+    )
+    matryoshka_dims: list[int] = _f(
+        [], "Also apply InfoNCE to the first d dims of the embeddings (e.g. [64, 128, 256])."
+    )
     contrastive_alpha: float = _f(1.0, "Weight of InfoNCE; 1 - alpha goes to NTP on the anchors.")
     logit_scale_init: float = _f(20.0, "Initial InfoNCE logit scale (1/temperature).")
     logit_scale_max: float = _f(100.0, "Cap on the logit scale.")
@@ -112,6 +131,9 @@ class GEMTrainingConfig:
             "min_suffix": self.min_suffix >= 1,
             "contrastive_max_len": self.contrastive_max_len >= 1,
             "contrastive_micro_batch": self.contrastive_micro_batch >= 0,
+            "ict_keep": 0 <= self.ict_keep <= 1,
+            "positive_max_len": self.positive_max_len is None or self.positive_max_len >= 2,
+            "matryoshka_dims": all(d >= 1 for d in self.matryoshka_dims),
             "lora_r": self.lora_r >= 1,
             "eval_rows": self.eval_rows >= 1,
             "save_steps": self.save_steps >= 1,
@@ -124,6 +146,9 @@ class GEMTrainingConfig:
             raise ValueError(
                 f"invalid value for {', '.join(bad)}: {[getattr(self, b) for b in bad]}"
             )
+        from .pairs import check_mix
+
+        check_mix(self.pair_mix)  # unknown sources or bad weights: a ValueError naming them
         self._warn_inert()
         k = self.num_special_tokens
         need = {
@@ -139,6 +164,11 @@ class GEMTrainingConfig:
             )
 
     @property
+    def uses_pairs(self) -> bool:
+        """True when contrastive pairs come from documents, not one sentence with dropout."""
+        return set(self.pair_mix) != {"dropout"}
+
+    @property
     def frozen_text(self) -> bool:
         """True when training runs the text without autograd (special_only + skip_frozen)."""
         return self.adapter_scope == "special_only" and self.skip_frozen
@@ -151,8 +181,8 @@ class GEMTrainingConfig:
             warnings.warn(
                 f"contrastive_alpha={self.contrastive_alpha} < 1 is inert with adapter_scope "
                 "special_only: the anchors' text runs through the frozen base model, so NTP on it "
-                "has no gradient (generation is the base model's anyway); only alpha * InfoNCE "
-                "trains. Set contrastive_alpha: 1.0",
+                "trains nothing but the GEM token's own output logit (tied heads); generation is "
+                "the base model's anyway. skip_frozen drops it; set contrastive_alpha: 1.0",
                 stacklevel=3,
             )
         if self.ntp_steps and self.frozen_text and self.gem_prob < 1:
@@ -231,4 +261,9 @@ def _matches(value: Any, expected: Any) -> bool:
     if origin is list:
         (item,) = typing.get_args(expected)
         return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if origin is dict:
+        key, item = typing.get_args(expected)
+        return isinstance(value, dict) and all(
+            _matches(k, key) and _matches(v, item) for k, v in value.items()
+        )
     return isinstance(value, expected)

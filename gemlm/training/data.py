@@ -4,13 +4,15 @@
 column. A source is a plain-text file (one document per line, or blank-line separated
 paragraphs), a ``.jsonl`` / ``.json`` / ``.parquet`` file, a folder written by
 ``Dataset.save_to_disk``, WikiExtractor output (a file or a folder of files), a list of any
-of these, or a hub dataset id. ``train_eval_split`` holds out a fixed slice,
+of these, or a hub dataset id. ``load_documents`` keeps WikiExtractor articles whole
+(``title`` and ``paragraphs`` columns). ``train_eval_split`` holds out a fixed slice,
 ``tokenize_and_chunk`` packs texts into equal-length token blocks for the generative loss and
 ``tokenize_texts`` keeps one (truncated) token sequence per text for the contrastive loss.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -30,12 +32,16 @@ TEXT = "text"
 IDS = "input_ids"
 TEXT_FEATURES = datasets.Features({TEXT: datasets.Value("string")})
 IDS_FEATURES = datasets.Features({IDS: datasets.List(datasets.Value("int32"))})
+DOC_FEATURES = datasets.Features(
+    {"title": datasets.Value("string"), "paragraphs": datasets.List(datasets.Value("string"))}
+)
 
 STRUCTURED = {".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 FILE_SUFFIXES = {".txt", ".text", ".md", ".csv", ".tsv", ".gz", ".bz2", ".zip", *STRUCTURED}
 SAVED_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 SNIFF_BYTES = 4096
+WIKI_TITLE = re.compile(r'\btitle="([^"]*)"')
 
 PathLike = str | os.PathLike
 
@@ -109,6 +115,52 @@ def _missing_column(where: object, column: str, existing: Iterable[str]) -> Valu
     cols = ", ".join(repr(c) for c in sorted(existing)) or "none"
     return ValueError(
         f"{where}: no column {column!r} (columns: {cols}); pass text_column= to pick one"
+    )
+
+
+def load_documents(source: PathLike | Sequence[PathLike], min_words: int = 8) -> datasets.Dataset:
+    """Load ``source`` as a Dataset of documents: columns ``title`` and ``paragraphs``.
+
+    WikiExtractor files (alone or inside a folder) give one row per ``<doc>`` block that keeps
+    at least one paragraph of ``min_words`` words. Every other unit ``load_texts`` would read
+    becomes a row with title "" and paragraphs ``[text]``. A list of sources is concatenated.
+    """
+    sources = list(source) if isinstance(source, list | tuple) else [source]
+    if not sources:
+        raise ValueError("load_documents got an empty list of sources: no text to load")
+    parts = [_documents_one(s, min_words) for s in sources]
+    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    logger.info("Loaded %d documents from %s", len(ds), _describe(source))
+    return ds
+
+
+def _documents_one(source: PathLike, min_words: int) -> datasets.Dataset:
+    path = Path(os.fspath(source)).expanduser()
+    if path.is_dir() and not _is_saved_dataset(path):
+        files = _folder_files(path)
+    elif path.is_file() and _file_format(path) == "wiki":
+        files = [(path, "wiki")]
+    else:  # saved or hub datasets, other files, missing paths: as load_texts treats them
+        texts = load_texts(source, min_words=min_words)[TEXT][:]
+        return _from_documents([("", [t]) for t in texts])
+    if not files:
+        raise ValueError(f"{path}: no text files found (expected WikiExtractor output)")
+    docs: list[tuple[str, list[str]]] = []
+    for file, fmt in files:
+        if fmt == "wiki":
+            docs.extend(d for d in wiki_documents(file, min_words) if d[1])
+        else:
+            docs.extend(("", [t]) for t in _read_file(file, fmt, TEXT, min_words))
+    if not docs:
+        raise ValueError(f"{path}: no document with a paragraph of min_words={min_words} words")
+    return _from_documents(docs)
+
+
+def _from_documents(docs: list[tuple[str, list[str]]]) -> datasets.Dataset:
+    titles = [title for title, _ in docs]
+    paragraphs = [body for _, body in docs]
+    return datasets.Dataset.from_dict(
+        {"title": titles, "paragraphs": paragraphs}, features=DOC_FEATURES
     )
 
 
@@ -268,18 +320,52 @@ def _paragraphs(lines: list[str]) -> list[str]:
 
 def _wiki_paragraphs(path: Path, min_words: int) -> Iterator[str]:
     """Body lines of WikiExtractor ``<doc>`` blocks (the title line after ``<doc`` skipped)."""
+    for _, paragraphs in wiki_documents(path, min_words):
+        yield from paragraphs
+
+
+def wiki_documents(path: Path, min_words: int) -> Iterator[tuple[str, list[str]]]:
+    """(title, body lines of at least ``min_words`` words) per WikiExtractor ``<doc>`` block.
+
+    The title comes from the ``title="..."`` attribute (HTML entities unescaped; "" when
+    absent); the first line after ``<doc ...>``, which repeats the title, is skipped. Every
+    block is yielded, also those left without paragraphs; an unclosed block ends at the next
+    ``<doc`` or at the end of the file. Lines outside blocks are ignored.
+    """
+    title, paragraphs = "", []
     in_doc = skip_title = False
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with Path(path).open(encoding="utf-8", errors="replace") as f:
         for raw in f:
             line = raw.strip()
             if line.startswith("<doc ") or line == "<doc>":
+                if in_doc:
+                    yield title, paragraphs
+                title, paragraphs = _doc_title(line), []
                 in_doc = skip_title = True
             elif line == "</doc>":
+                if in_doc:
+                    yield title, paragraphs
                 in_doc = False
+            elif not in_doc:
+                continue
             elif skip_title:
                 skip_title = False
-            elif in_doc and line and _long_enough(line, min_words):
-                yield line
+            elif line and _long_enough(line, min_words):
+                paragraphs.append(line)
+    if in_doc:
+        yield title, paragraphs
+
+
+def _doc_title(line: str) -> str:
+    """The unescaped ``title`` attribute of a ``<doc ...>`` line, or "".
+
+    >>> _doc_title('<doc id="1" url="?curid=1" title="Cable &amp; Wireless">')
+    'Cable & Wireless'
+    >>> _doc_title("<doc>")
+    ''
+    """
+    match = WIKI_TITLE.search(line)
+    return html.unescape(match.group(1)) if match else ""
 
 
 def _clean(values: list[Any], path: Path, column: str) -> list[str]:

@@ -49,7 +49,8 @@ def token_count(labels: torch.Tensor) -> int:
 class GEMTrainingModule(nn.Module):
     """Without a logit scale it is the mixed-NTP stage; with one, the contrastive stage, whose
     batch holds B anchors then B positives and whose loss is
-    ``alpha * InfoNCE + (1 - alpha) * NTP(anchors)``.
+    ``alpha * InfoNCE + (1 - alpha) * NTP(anchors)``; with ``matryoshka_dims`` the InfoNCE term
+    is the mean over the full embedding and its first d dims for each d.
 
     ``frozen_text=True`` needs a gated adapter (``adapter_scope="special_only"``). Its NTP loss
     is the mean over the tokens that carry gradient (the suffix of GEM rows): the same gradient
@@ -65,6 +66,7 @@ class GEMTrainingModule(nn.Module):
         frozen_text: bool = False,
         micro_batch: int = 0,
         mask_dtype: torch.dtype = torch.float32,
+        matryoshka_dims: list[int] | None = None,
     ):
         super().__init__()
         self.lm = lm
@@ -73,6 +75,7 @@ class GEMTrainingModule(nn.Module):
         self.frozen_text = frozen_text
         self.micro_batch = micro_batch
         self.mask_dtype = mask_dtype
+        self.matryoshka_dims = list(matryoshka_dims or [])
         gate = getattr(lm, "gem_gate", None)
         if frozen_text and (gate is None or not gate.attached):
             raise ValueError("frozen_text needs a gated adapter (adapter_scope='special_only')")
@@ -90,7 +93,14 @@ class GEMTrainingModule(nn.Module):
             "accuracy": parts["accuracy"],
             "logit_scale": scale.detach(),
         }
-        loss = self.alpha * parts["loss"]
+        contrastive = parts["loss"]
+        if self.matryoshka_dims:  # the same loss on truncated (re-normalised) embeddings
+            for d in self.matryoshka_dims:
+                cut = info_nce(emb[:B, :d], emb[B:, :d], scale)["loss"]
+                out[f"contrastive_{d}"] = cut.detach()
+                contrastive = contrastive + cut
+            contrastive = contrastive / (1 + len(self.matryoshka_dims))
+        loss = self.alpha * contrastive
         if want_ntp:
             ntp = ntp_sum / max(token_count(labels[:B]), 1)
             loss = loss + (1 - self.alpha) * ntp

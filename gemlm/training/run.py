@@ -12,7 +12,6 @@ import csv
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -26,12 +25,19 @@ from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
 from .collator import ContrastiveCollator, GEMCollator
 from .config import GEMTrainingConfig
-from .data import load_texts, tokenize_and_chunk, tokenize_texts, train_eval_split
+from .data import (
+    load_documents,
+    load_texts,
+    tokenize_and_chunk,
+    tokenize_texts,
+    train_eval_split,
+)
 from .losses import LogitScale
-from .trainer import GEMTrainer, GEMTrainingModule, apply_lora, load_trainable
+from .module import GEMTrainingModule, bf16_frozen_linears
+from .pairs import make_pairs, split_sentences, tokenize_pairs
+from .trainer import GEMTrainer, apply_lora, load_trainable
 
 logger = logging.getLogger(__name__)
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 
 
 def _resolve_data(cfg: GEMTrainingConfig) -> str:
@@ -47,12 +53,45 @@ def _sentences(ds, min_words: int):
         out = [
             s
             for text in batch["text"]
-            for s in SENTENCE_END.split(text)
+            for s in split_sentences(text)
             if len(s.split()) >= min_words
         ]
         return {"text": out}
 
     return ds.map(split, batched=True, remove_columns=ds.column_names)
+
+
+def _contrastive_rows(cfg: GEMTrainingConfig, tok, train_texts, heldout: list[str], query_prompt):
+    """Token rows for the contrastive stage, exactly as ``encode`` feeds the model (BOS + prompt +
+    text). ``pair_mix: {dropout: 1}``: sentences (or paragraphs) of the training text, each its
+    own positive after dropout. Any other mix: pairs cut from whole documents, minus the
+    held-out paragraphs (:func:`gemlm.training.pairs.make_pairs`)."""
+    if not cfg.uses_pairs:
+        units = (
+            _sentences(train_texts, cfg.min_words)
+            if cfg.contrastive_unit == "sentence"
+            else train_texts
+        )
+        return tokenize_texts(
+            units, tok, cfg.contrastive_max_len, prompt=cfg.prompt, add_special_tokens=True
+        )
+    held = set(heldout)
+    docs = load_documents(_resolve_data(cfg), min_words=cfg.min_words)
+    docs = docs.map(lambda d: {"paragraphs": [p for p in d["paragraphs"] if p not in held]})
+    docs = docs.filter(lambda d: len(d["paragraphs"]) > 0)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    n = cfg.contrastive_steps * cfg.contrastive_batch_size * cfg.gradient_accumulation_steps
+    pairs = make_pairs(
+        docs, cfg.pair_mix, n * world, seed=cfg.seed, min_words=cfg.min_words, ict_keep=cfg.ict_keep
+    )
+    return tokenize_pairs(
+        pairs,
+        tok,
+        cfg.contrastive_max_len,
+        cfg.positive_max_len or cfg.contrastive_max_len,
+        prompt=cfg.prompt,
+        query_prompt=query_prompt,
+    )
 
 
 def _training_args(
@@ -154,8 +193,9 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
         cfg.model, num_special_tokens=cfg.num_special_tokens, dtype="float32"
     )
     gem.config.max_length = cfg.max_length
-    if cfg.prompt:
-        gem.config.prompts = {"query": cfg.prompt, "document": cfg.prompt}
+    query_prompt = cfg.prompt if cfg.query_prompt is None else cfg.query_prompt
+    if cfg.prompt or query_prompt:
+        gem.config.prompts = {"query": query_prompt, "document": cfg.prompt}
         gem.config.default_prompt_name = "document"
     gem.config.readout_suffix = cfg.readout_suffix
     tok = gem.tokenizer
@@ -195,6 +235,8 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             SpecialGate(lm, gem.special_ids)
             gem.config.adapter_scope = "special_only"
             gem.config.base_model = cfg.model
+    if cfg.frozen_text and cfg.bf16:  # bit-identical under autocast, no per-step weight cast
+        logger.info("frozen base Linear weights stored in bf16: %d", bf16_frozen_linears(lm))
     if cfg.gradient_checkpointing and cfg.frozen_text:
         logger.warning(
             "gradient_checkpointing is skipped: special_only + skip_frozen keeps "
@@ -234,15 +276,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
         )
 
     if cfg.contrastive_steps:
-        units = (
-            _sentences(train_texts, cfg.min_words)
-            if cfg.contrastive_unit == "sentence"
-            else train_texts
-        )
-        # exactly what encode() feeds the model: tokenizer(prompt + text) with its BOS, if any
-        sentences = tokenize_texts(
-            units, tok, cfg.contrastive_max_len, prompt=cfg.prompt, add_special_tokens=True
-        )
+        rows = _contrastive_rows(cfg, tok, train_texts, heldout_texts, query_prompt)
         collator = ContrastiveCollator(
             special_ids=gem.special_ids,
             pad_id=gem.pad_id,
@@ -259,13 +293,14 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             frozen_text=cfg.frozen_text,
             micro_batch=cfg.contrastive_micro_batch,
             mask_dtype=mask_dtype,
+            matryoshka_dims=cfg.matryoshka_dims,
         )
         history += _tag(
             _run_stage(
                 "stage2-contrastive",
                 cfg,
                 module,
-                sentences,
+                rows,
                 collator,
                 cfg.contrastive_steps,
                 cfg.contrastive_lr,

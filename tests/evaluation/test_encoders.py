@@ -38,3 +38,26 @@ def test_gated_adapter_shares_its_base_models_generation_metrics(tmp_path) -> No
     assert gated.lm_key == parse_model_spec("mean:smollm2-135m-instruct").lm_key
     GEMConfig().save(tmp_path)  # adapter_scope "all": its own causal LM
     assert parse_model_spec(f"gem:{tmp_path}").lm_key == f"gem:{tmp_path}"
+
+
+def test_dims_suffix_truncates_and_renormalises(tiny_llama_dir) -> None:
+    import pytest
+
+    from gemlm.evaluation.encoders import TextEncoder, parse_model_spec
+    from gemlm.model import GEMModel
+
+    spec = parse_model_spec(f"small=gem:{tiny_llama_dir}@8")
+    assert (spec.kind, spec.target, spec.label, spec.dims) == (
+        "gem",
+        str(tiny_llama_dir),
+        "small",
+        8,
+    )
+    gem = GEMModel.from_pretrained(tiny_llama_dir, dtype="float32")
+    out = TextEncoder(spec, gem).embed(["the cat sat on the mat", "stocks fell"])
+    full = gem.encode(["the cat sat on the mat", "stocks fell"])
+    cut = full[:, :8] / np.linalg.norm(full[:, :8], axis=1, keepdims=True)
+    assert out.shape == (2, 8) and np.allclose(out, cut, atol=1e-6)
+    for bad in ("mean:x@8", "gem:x@0", "gem:x@abc"):
+        with pytest.raises(ValueError, match="@N"):
+            parse_model_spec(bad)

@@ -361,3 +361,26 @@ def test_contrastive_readout_suffix_goes_before_the_specials_and_is_no_target() 
     assert b["input_ids"][1].tolist() == [4, 7, 8, 99, 0, 0]
     assert b["labels"][0].tolist() == [1, 2, 3, -100, -100, -100]
     assert b["labels"][1].tolist() == [4, -100, -100, -100, -100, -100]
+
+
+def test_contrastive_pairs_bring_their_own_positive_and_anchor_protect():
+    c = ContrastiveCollator(special_ids=[99], pad_id=0, dropout=0.0, protect=1)
+    b = c(
+        [
+            {"input_ids": [7, 8, 3, 4], "positive_ids": [1, 5, 6, 9, 9], "protect": 3},
+            {"input_ids": [1, 2], "positive_ids": [1, 6]},
+        ]
+    )
+    rows = [[t for t in r if t != 0] for r in b["input_ids"].tolist()]
+    assert rows == [[7, 8, 3, 4, 99], [1, 2, 99], [1, 5, 6, 9, 9, 99], [1, 6, 99]]
+    assert b["labels"][0].tolist()[:5] == [IGNORE, IGNORE, IGNORE, 4, IGNORE]  # protect 3
+    assert b["labels"][1].tolist()[:3] == [IGNORE, 2, IGNORE]  # the collator's protect 1
+
+
+def test_contrastive_pair_positives_get_the_dropout_but_keep_the_prompt():
+    c = ContrastiveCollator(special_ids=[99], pad_id=0, dropout=0.5, protect=2, seed=0)
+    positive = [1, 2] + list(range(10, 40))
+    b = c([{"input_ids": [1, 2, 3], "positive_ids": positive}])
+    view = [t for t in b["input_ids"][1].tolist() if t not in (0, 99)]
+    assert view[:2] == [1, 2] and 2 < len(view) < len(positive)
+    assert all(t in positive for t in view)

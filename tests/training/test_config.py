@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -170,3 +171,26 @@ def test_help_table_lists_every_field_with_help():
 def test_out_of_range_numbers_are_rejected(bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         GEMTrainingConfig(**bad)
+
+
+def test_pair_mix_is_checked_at_load():
+    GEMTrainingConfig(pair_mix={"ict": 2, "crop": 1.0})
+    with pytest.raises(ValueError, match="unknown pair sources"):
+        GEMTrainingConfig(pair_mix={"ict": 1.0, "bm25": 1.0})
+    with pytest.raises(ValueError, match="positive numbers"):
+        GEMTrainingConfig(pair_mix={"ict": 0.0})
+    with pytest.raises(TypeError, match="pair_mix"):
+        GEMTrainingConfig(pair_mix=["ict"])
+    with pytest.raises(ValueError, match="matryoshka_dims"):
+        GEMTrainingConfig(matryoshka_dims=[0])
+
+
+def test_inert_special_only_settings_are_named():
+    with pytest.warns(UserWarning, match="contrastive_alpha=0.9 < 1 is inert"):
+        GEMTrainingConfig(tuning="lora", adapter_scope="special_only", contrastive_alpha=0.9)
+    with pytest.warns(UserWarning, match="gem_prob=0.2 is replaced by 1.0"):
+        GEMTrainingConfig(tuning="lora", adapter_scope="special_only", gem_prob=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GEMTrainingConfig(adapter_scope="special_only", gem_prob=1.0, contrastive_alpha=1.0)
+        GEMTrainingConfig(adapter_scope="special_only", skip_frozen=False, gem_prob=0.2)

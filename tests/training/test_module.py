@@ -183,3 +183,19 @@ def test_logits_only_where_labels_are_equal_the_full_ntp_loss(tiny_dir) -> None:
     expected = ntp_loss(out.logits, batch["labels"])
     got = ntp_sums(lm, hidden, batch["labels"]) / token_count(batch["labels"])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
+
+
+def test_bf16_frozen_linears_is_bit_identical_under_autocast(tiny_dir) -> None:
+    from gemlm.training.module import bf16_frozen_linears
+
+    gem, lm = lora_model(tiny_dir, 1, gated=True)
+    batch, scale = contrastive_batch(gem), LogitScale()
+    module = GEMTrainingModule(lm, scale, frozen_text=True, mask_dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, grads = grads_of(module, batch)
+        cast = bf16_frozen_linears(lm)
+        out_cast, grads_cast = grads_of(module, batch)
+    assert cast == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down) base weights
+    assert torch.equal(out["loss"], out_cast["loss"])
+    assert all(torch.equal(grads[n], grads_cast[n]) for n in grads)
+    assert all(p.dtype == torch.float32 for p in lm.parameters() if p.requires_grad)

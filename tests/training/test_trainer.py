@@ -296,3 +296,38 @@ def test_contrastive_rows_are_tokenized_like_encode(tiny_dir) -> None:
     rows = tokenize_texts(ds, gem.tokenizer, 64, prompt="query: ", add_special_tokens=True)
     ids, _ = gem.tokenize_for_embedding(["query: the cat sat on the mat"])
     assert rows["input_ids"][0] == ids[0][:-1]
+
+
+def test_pairs_from_documents_query_prompt_and_matryoshka(tiny_llama_dir, tmp_path) -> None:
+    wiki = tmp_path / "wiki" / "AA"
+    wiki.mkdir(parents=True)
+    docs = []
+    for d in range(12):
+        body = [
+            " ".join(SENTENCES[(d + p + s) % len(SENTENCES)] for s in range(3)) for p in range(2)
+        ]
+        docs.append(f'<doc id="{d}" url="?curid={d}" title="Title {d}">\nTitle {d}\n\n')
+        docs.append("\n".join(body) + "\n</doc>\n")
+    (wiki / "wiki_00").write_text("".join(docs))
+    cfg = tiny_config(
+        tiny_llama_dir,
+        wiki.parent,
+        tmp_path / "run",
+        ntp_steps=0,
+        tuning="lora",
+        adapter_scope="special_only",
+        contrastive_alpha=1.0,
+        pair_mix={"ict": 1.0, "crop": 1.0, "title": 1.0},
+        positive_max_len=40,
+        prompt="passage: ",
+        query_prompt="question: ",
+        matryoshka_dims=[8, 16],
+        max_length=64,
+    )
+    train(cfg)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert any("contrastive_8" in row and "contrastive_16" in row for row in log)
+    gem = GEMModel.from_pretrained(tmp_path / "run" / "model", dtype="float32")
+    assert gem.config.prompts == {"query": "question: ", "document": "passage: "}
+    q = gem.encode_query("the cat sat on the mat")
+    assert np.allclose(q, gem.encode("question: the cat sat on the mat", prompt=""), atol=1e-6)

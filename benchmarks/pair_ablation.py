@@ -1,0 +1,95 @@
+"""Which self-supervised positive pairs teach retrieval? One arm per pair source + a mix.
+
+Every arm is the same recipe (default ``recipes/smollm2-135m-cpu-v2.yaml``, special_only)
+with only ``pair_mix`` (and the passage length) changed, so the step budget is identical;
+each model is then scored on the embedding tasks of the ``report`` suite (its generation is
+the base model's by construction). Resumable: an arm whose model exists is not retrained, one
+whose report exists is not re-scored; a killed run continues from its checkpoints.
+
+    python benchmarks/pair_ablation.py [--arms dropout ict title crop mix] [--mix ict=1,crop=1]
+
+Writes ``runs/ablation/<arm>/`` and ``benchmarks/results/pair_ablation.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from gemlm.evaluation.run import evaluate
+from gemlm.training.config import GEMTrainingConfig
+from gemlm.training.run import train
+
+TASKS = ("STSBenchmark", "Banking77", "Emotion", "SciFact", "SQuADRetrieval")
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``"ict=1,crop=0.5"`` -> ``{"ict": 1.0, "crop": 0.5}``.
+
+    >>> parse_mix("ict=1, crop=0.5")
+    {'ict': 1.0, 'crop': 0.5}
+    """
+    pairs = (item.split("=") for item in text.split(",") if item.strip())
+    return {name.strip(): float(weight) for name, weight in pairs}
+
+
+def arm_overrides(arm: str, mix: dict[str, float], out: Path, passage_len: int) -> list[str]:
+    """``key=value`` overrides of the base recipe for one arm."""
+    pair_mix = mix if arm == "mix" else {arm: 1.0}
+    over = [f"output_dir={out}", "quick_eval=false", f"pair_mix={json.dumps(pair_mix)}"]
+    if set(pair_mix) != {"dropout"}:
+        over.append(f"positive_max_len={passage_len}")
+    return over
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="recipes/smollm2-135m-cpu-v2.yaml")
+    ap.add_argument("--arms", nargs="+", default=["dropout", "ict", "title", "crop", "mix"])
+    ap.add_argument("--mix", default="ict=1,crop=1,title=0.5,dropout=0.5")
+    ap.add_argument("--passage-len", type=int, default=128, help="tokens per positive passage")
+    ap.add_argument("--runs", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/pair_ablation.json"))
+    args = ap.parse_args()
+    mix = parse_mix(args.mix)
+
+    rows: dict[str, dict] = {}
+    for arm in args.arms:
+        folder = args.runs / arm
+        over = arm_overrides(arm, mix, folder, args.passage_len)
+        if not (folder / "model" / "gemlm_config.json").exists():
+            t = time.perf_counter()
+            train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
+            (folder / "train_seconds.txt").write_text(f"{time.perf_counter() - t:.0f}\n")
+        report = folder / "report.json"
+        if not report.exists():
+            evaluate([f"{arm}=gem:{folder / 'model'}"], "report", report, generation=False)
+        scores = json.loads(report.read_text())["results"][arm]
+        rows[arm] = {
+            "overrides": over,
+            "train_seconds": float((folder / "train_seconds.txt").read_text()),
+            **{task: round(scores[task]["main"], 2) for task in TASKS if task in scores},
+        }
+        print(arm, rows[arm], flush=True)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"config": args.config, "arms": rows}, indent=2) + "\n")
+    lines = [
+        f"# Pair-source ablation ({args.config}, report suite embedding tasks)",
+        "",
+        "| arm | " + " | ".join(TASKS) + " | mean | train min |",
+        "|---|" + "---:|" * (len(TASKS) + 2),
+    ]
+    for arm, row in rows.items():
+        vals = [row.get(t) for t in TASKS]
+        mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
+        cells = " | ".join("" if v is None else f"{v:.1f}" for v in vals)
+        lines.append(f"| {arm} | {cells} | {mean:.1f} | {row['train_seconds'] / 60:.1f} |")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

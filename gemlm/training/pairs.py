@@ -1,0 +1,320 @@
+"""Self-supervised (query, positive) pairs for the contrastive stage, cut from whole documents.
+
+Documents are ``(title, paragraphs)`` rows as :func:`gemlm.training.data.load_documents`
+returns them. Four sources (Contriever / ICT style, no labels needed):
+
+* ``dropout``: one sentence twice; the collator applies token dropout to the positive.
+* ``ict``: inverse cloze task: a sentence and the rest of its paragraph (asymmetric).
+* ``title``: the article title and one of its paragraphs (asymmetric).
+* ``crop``: two independently cropped word spans of the same document.
+
+Each ``*_pair`` function is pure: given a document and a :class:`random.Random` it returns
+``(query, positive)`` or None when the document cannot give that kind of pair.
+:func:`make_pairs` mixes the sources into a Dataset. Texts stay plain strings.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from itertools import accumulate
+from typing import Any, NamedTuple
+
+import datasets
+
+logger = logging.getLogger(__name__)
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+REF_TAG = re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", re.DOTALL)
+PAIR_SOURCES = ("dropout", "ict", "title", "crop")
+ASYMMETRIC = frozenset({"ict", "title"})  # (query, document); the other sources are symmetric
+RETRIES = 8  # other documents tried when the drawn one cannot give a new pair
+PAIR_FEATURES = datasets.Features(
+    {name: datasets.Value("string") for name in ("query", "positive", "source")}
+)
+
+Pair = tuple[str, str]
+
+
+class Document(NamedTuple):
+    """A title ("" when unknown) and its paragraphs, in order; a plain 2-tuple works too."""
+
+    title: str
+    paragraphs: Sequence[str]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``: split after ``.!?`` + whitespace before a capital, quote or "(".
+
+    >>> split_sentences("It rains. Dr. Who (born 1963) left! 'Why?' he asked.  e.g. this")
+    ['It rains.', 'Dr.', 'Who (born 1963) left!', "'Why?' he asked.  e.g. this"]
+    """
+    return [s.strip() for s in SENTENCE_END.split(text) if s.strip()]
+
+
+def clean_markup(text: str) -> str:
+    """Undo what WikiExtractor leaves in body text: HTML entities and escaped ``<ref>`` tags.
+
+    >>> clean_markup("Cable &amp; Wireless&lt;ref name=a&gt;x&lt;/ref&gt; grew.")
+    'Cable & Wireless grew.'
+    """
+    return REF_TAG.sub("", html.unescape(text))
+
+
+def _n_words(text: str) -> int:
+    return len(text.split())
+
+
+def _shuffled(rng: random.Random, n: int) -> list[int]:
+    return rng.sample(range(n), n)
+
+
+# --------------------------------------------------------------------------- per document
+
+
+def dropout_pair(doc: Document, rng: random.Random, min_words: int = 8) -> Pair | None:
+    """``(s, s)`` for a random sentence ``s`` of at least ``min_words`` words.
+
+    >>> dropout_pair(("T", ["Short one. A sentence with exactly six words."]), random.Random(0), 6)
+    ('A sentence with exactly six words.', 'A sentence with exactly six words.')
+    """
+    paragraphs = doc[1]
+    for p in _shuffled(rng, len(paragraphs)):
+        sentences = [s for s in split_sentences(paragraphs[p]) if _n_words(s) >= min_words]
+        if sentences:
+            sentence = rng.choice(sentences)
+            return sentence, sentence
+    return None
+
+
+def ict_pair(
+    doc: Document, rng: random.Random, keep_prob: float = 0.1, min_words: int = 8
+) -> Pair | None:
+    """Inverse cloze (Lee et al. 2019): a sentence of a paragraph, and the paragraph without it.
+
+    Query and rest both need ``min_words`` words. With probability ``keep_prob`` the positive is
+    the whole paragraph (query left in). With ``keep_prob=0`` the query never occurs in the
+    positive: sentences that are repeated elsewhere in their paragraph are not used as queries.
+
+    >>> ict_pair(("T", ["One two three. Four five six."]), random.Random(1), 0.0, 3)
+    ('One two three.', 'Four five six.')
+    """
+    paragraphs = doc[1]
+    for p in _shuffled(rng, len(paragraphs)):
+        sentences = split_sentences(paragraphs[p])
+        if len(sentences) < 2:
+            continue
+        for i in _shuffled(rng, len(sentences)):
+            query = sentences[i]
+            rest = " ".join(sentences[:i] + sentences[i + 1 :])
+            if _n_words(query) >= min_words and _n_words(rest) >= min_words and query not in rest:
+                keep = rng.random() < keep_prob
+                return query, (paragraphs[p] if keep else rest)
+    return None
+
+
+def title_pair(
+    doc: Document, rng: random.Random, first_prob: float = 0.5, min_words: int = 8
+) -> Pair | None:
+    """``(title, paragraph)``: the first paragraph with probability ``first_prob``, else any.
+
+    Only paragraphs of at least ``min_words`` words count; None without a title.
+
+    >>> title_pair(("Paris", ["Paris is the capital of France."]), random.Random(0), min_words=3)
+    ('Paris', 'Paris is the capital of France.')
+    """
+    title, paragraphs = doc[0].strip(), [p for p in doc[1] if _n_words(p) >= min_words]
+    if not title or not paragraphs:
+        return None
+    first = rng.random() < first_prob
+    return title, (paragraphs[0] if first else rng.choice(paragraphs))
+
+
+def crop_pair(
+    doc: Document,
+    rng: random.Random,
+    min_ratio: float = 0.1,
+    max_ratio: float = 0.5,
+    max_words: int = 96,
+    min_words: int = 8,
+) -> Pair | None:
+    """Two word spans cropped independently (Contriever) from the doc's joined paragraphs.
+
+    Each span covers a ratio in ``[min_ratio, max_ratio]`` of the document's words, clamped to
+    ``[min_words, max_words]`` words (and to the document); None under ``min_words`` words.
+
+    >>> doc = ("T", ["w0 w1 w2 w3 w4", "w5 w6 w7 w8 w9"])
+    >>> crop_pair(doc, random.Random(0), 0.3, 0.3, min_words=2)
+    ('w6 w7 w8', 'w7 w8 w9')
+    """
+    if not 0 < min_ratio <= max_ratio <= 1:
+        raise ValueError(f"need 0 < min_ratio <= max_ratio <= 1, got {min_ratio}, {max_ratio}")
+    if max_words < min_words:
+        raise ValueError(f"max_words={max_words} is below min_words={min_words}")
+    words = " ".join(doc[1]).split()
+    if len(words) < min_words:
+        return None
+
+    def span() -> str:
+        size = round(rng.uniform(min_ratio, max_ratio) * len(words))
+        size = max(min_words, min(size, max_words, len(words)))
+        start = rng.randint(0, len(words) - size)
+        return " ".join(words[start : start + size])
+
+    return span(), span()
+
+
+# --------------------------------------------------------------------------- mixing
+
+
+def make_pairs(
+    docs: datasets.Dataset,
+    mix: Mapping[str, float],
+    n_pairs: int,
+    seed: int = 0,
+    min_words: int = 8,
+    ict_keep: float = 0.1,
+) -> datasets.Dataset:
+    """``n_pairs`` rows of ``query``, ``positive`` and ``source``, sources drawn by ``mix``.
+
+    ``mix`` maps source names of :data:`PAIR_SOURCES` to positive weights (normalised). Each
+    pair draws a source, then a random document; when it cannot give that pair, or its query
+    was already emitted, up to ``RETRIES`` other documents are tried before the source is drawn
+    again. Queries are unique within one call. The result depends only on the arguments.
+    The ``title`` and ``paragraphs`` columns of ``docs`` are read into memory.
+    """
+    weights = check_mix(mix)
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be at least 1, got {n_pairs}")
+    missing = {"title", "paragraphs"} - set(docs.column_names)
+    if missing or len(docs) == 0:
+        raise ValueError(
+            "docs must be a non-empty Dataset with 'title' and 'paragraphs' columns "
+            f"(see load_documents); got {len(docs)} rows, columns {docs.column_names}"
+        )
+    columns = docs.with_format(None)[:]
+    rows = [
+        (title, [clean_markup(p) for p in paragraphs])
+        for title, paragraphs in zip(columns["title"], columns["paragraphs"], strict=True)
+    ]
+    if "title" in weights and not any(title.strip() for title, _ in rows):
+        raise ValueError("mix asks for 'title' pairs but no document has a title")
+    makers: dict[str, Callable[[Document, random.Random], Pair | None]] = {
+        "dropout": lambda d, r: dropout_pair(d, r, min_words),
+        "ict": lambda d, r: ict_pair(d, r, ict_keep, min_words),
+        "title": lambda d, r: title_pair(d, r, min_words=min_words),
+        "crop": lambda d, r: crop_pair(d, r, min_words=min_words),
+    }
+    pairs, stats = _draw(rows, weights, makers, n_pairs, random.Random(seed))
+    _log_stats(stats, len(pairs))
+    query, positive, source = (list(col) for col in zip(*pairs, strict=True))
+    return datasets.Dataset.from_dict(
+        {"query": query, "positive": positive, "source": source}, features=PAIR_FEATURES
+    )
+
+
+def check_mix(mix: Mapping[str, float]) -> dict[str, float]:
+    """Normalised weights in :data:`PAIR_SOURCES` order; ValueError naming bad entries.
+
+    >>> check_mix({"title": 1, "ict": 3})
+    {'ict': 0.75, 'title': 0.25}
+    """
+    unknown = sorted(set(mix) - set(PAIR_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown pair sources {unknown}; known: {', '.join(PAIR_SOURCES)}")
+    bad = {k: w for k, w in mix.items() if not (isinstance(w, int | float) and 0 < w < math.inf)}
+    if bad:
+        raise ValueError(f"pair source weights must be positive numbers, got {bad}")
+    if not mix:
+        raise ValueError(f"empty mix: give a weight to some of {', '.join(PAIR_SOURCES)}")
+    total = sum(mix.values())
+    return {name: mix[name] / total for name in PAIR_SOURCES if name in mix}
+
+
+def _draw(
+    rows: list[tuple[str, list[str]]],
+    weights: dict[str, float],
+    makers: Mapping[str, Callable[[Document, random.Random], Pair | None]],
+    n_pairs: int,
+    rng: random.Random,
+) -> tuple[list[tuple[str, str, str]], Counter[tuple[str, str]]]:
+    """(query, positive, source) triples and counts of (source, "pairs"/"retried"/"failed")."""
+    names, cum = list(weights), list(accumulate(weights.values()))
+    pairs: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    stats: Counter[tuple[str, str]] = Counter()
+    while len(pairs) < n_pairs:
+        source = rng.choices(names, cum_weights=cum)[0]
+        for attempt in range(1 + RETRIES):
+            pair = makers[source](rows[rng.randrange(len(rows))], rng)
+            if pair is not None and pair[0] not in seen:
+                seen.add(pair[0])
+                pairs.append((pair[0], pair[1], source))
+                stats[source, "pairs"] += 1
+                stats[source, "retried"] += attempt > 0
+                break
+        else:
+            stats[source, "failed"] += 1
+            failed = {s: stats[s, "failed"] for s in names if stats[s, "failed"]}
+            if sum(failed.values()) > n_pairs:
+                raise ValueError(
+                    f"made only {len(pairs)} of {n_pairs} pairs from {len(rows)} documents: "
+                    f"drawn sources found no new pair in {1 + RETRIES} documents {failed} "
+                    "times; use more documents, fewer pairs or another mix"
+                )
+    return pairs, stats
+
+
+def _log_stats(stats: Counter, made: int) -> None:
+    parts = [
+        f"{s} {stats[s, 'pairs']} ({stats[s, 'retried']} needed another doc, "
+        f"{stats[s, 'failed']} draws failed)"
+        for s in PAIR_SOURCES
+        if stats[s, "pairs"] or stats[s, "failed"]
+    ]
+    logger.info("Made %d pairs: %s", made, "; ".join(parts))
+
+
+# --------------------------------------------------------------------------- tokenizing
+
+
+def tokenize_pairs(
+    pairs: datasets.Dataset,
+    tokenizer: Any,
+    max_len: int,
+    positive_max_len: int,
+    prompt: str = "",
+    query_prompt: str = "",
+) -> datasets.Dataset:
+    """Token ids for the contrastive collator: ``input_ids`` (the query, or the first text of
+    a symmetric pair), ``positive_ids`` and ``protect`` (the query's prompt length).
+
+    Exactly what ``encode_query`` / ``encode_document`` feed the model: the tokenizer's BOS,
+    the prompt as a string, the text; queries of :data:`ASYMMETRIC` sources get
+    ``query_prompt``, every other text ``prompt``. Pairs with a text under 2 tokens are dropped.
+    """
+
+    def encode(batch: dict[str, list[str]]) -> dict[str, list]:
+        prompts = [query_prompt if s in ASYMMETRIC else prompt for s in batch["source"]]
+        queries = [p + q for p, q in zip(prompts, batch["query"], strict=True)]
+        q_ids = tokenizer(queries, add_special_tokens=True, verbose=False)["input_ids"]
+        p_ids = tokenizer([prompt + t for t in batch["positive"]], add_special_tokens=True)
+        out: dict[str, list] = {"input_ids": [], "positive_ids": [], "protect": []}
+        for q, d, p in zip(q_ids, p_ids["input_ids"], prompts, strict=True):
+            if len(q) >= 2 and len(d) >= 2:
+                out["input_ids"].append(q[:max_len])
+                out["positive_ids"].append(d[:positive_max_len])
+                out["protect"].append(protect[p])
+        return out
+
+    protect = {
+        p: len(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in {prompt, query_prompt}
+    }
+    return pairs.map(
+        encode, batched=True, remove_columns=pairs.column_names, desc="Tokenizing pairs"
+    )
