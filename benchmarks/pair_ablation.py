@@ -7,6 +7,7 @@ the base model's by construction). Resumable: an arm whose model exists is not r
 whose report exists is not re-scored; a killed run continues from its checkpoints.
 
     python benchmarks/pair_ablation.py [--arms dropout ict title crop mix] [--mix ict=1,crop=1]
+        [--stage1-from runs/smollm2-135m-cpu-v2]
 
 Writes ``runs/ablation/<arm>/`` and ``benchmarks/results/pair_ablation.{json,md}``.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import shutil
 from pathlib import Path
 
 from gemlm.evaluation.run import evaluate
@@ -44,6 +45,15 @@ def arm_overrides(arm: str, mix: dict[str, float], out: Path, passage_len: int) 
     return over
 
 
+def stage_seconds(run: Path) -> float:
+    """Training time of a run's stages (the Trainer's ``train_runtime``, no evaluation)."""
+    total = 0.0
+    for log in run.glob("stage*/log_history.json"):
+        rows = json.loads(log.read_text())
+        total += next(r["train_runtime"] for r in rows if "train_runtime" in r)
+    return round(total, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="recipes/smollm2-135m-cpu-v2.yaml")
@@ -51,6 +61,13 @@ def main() -> None:
     ap.add_argument("--mix", default="ict=1,crop=1,title=0.5,dropout=0.5")
     ap.add_argument("--passage-len", type=int, default=128, help="tokens per positive passage")
     ap.add_argument("--runs", type=Path, default=Path("runs/ablation"))
+    ap.add_argument(
+        "--stage1-from",
+        type=Path,
+        default=None,
+        help="a finished run of the same recipe: every arm reuses its mixed-NTP stage (which does "
+        "not depend on pair_mix), and the dropout arm is that run's model (same settings)",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/pair_ablation.json"))
     args = ap.parse_args()
     mix = parse_mix(args.mix)
@@ -59,17 +76,22 @@ def main() -> None:
     for arm in args.arms:
         folder = args.runs / arm
         over = arm_overrides(arm, mix, folder, args.passage_len)
+        done = args.stage1_from and (args.stage1_from / "model" / "gemlm_config.json").exists()
+        if arm == "dropout" and done and not folder.exists():  # the recipe itself: reuse it
+            for part in ("model", "stage1-ntp", "stage2-contrastive"):
+                shutil.copytree(args.stage1_from / part, folder / part)
         if not (folder / "model" / "gemlm_config.json").exists():
-            t = time.perf_counter()
+            stage1 = folder / "stage1-ntp"
+            if args.stage1_from and not stage1.exists():
+                shutil.copytree(args.stage1_from / "stage1-ntp", stage1)
             train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
-            (folder / "train_seconds.txt").write_text(f"{time.perf_counter() - t:.0f}\n")
         report = folder / "report.json"
         if not report.exists():
             evaluate([f"{arm}=gem:{folder / 'model'}"], "report", report, generation=False)
         scores = json.loads(report.read_text())["results"][arm]
         rows[arm] = {
             "overrides": over,
-            "train_seconds": float((folder / "train_seconds.txt").read_text()),
+            "train_seconds": stage_seconds(folder),
             **{task: round(scores[task]["main"], 2) for task in TASKS if task in scores},
         }
         print(arm, rows[arm], flush=True)
@@ -79,7 +101,7 @@ def main() -> None:
     lines = [
         f"# Pair-source ablation ({args.config}, report suite embedding tasks)",
         "",
-        "| arm | " + " | ".join(TASKS) + " | mean | train min |",
+        "| arm | " + " | ".join(TASKS) + " | mean | stage min |",
         "|---|" + "---:|" * (len(TASKS) + 2),
     ]
     for arm, row in rows.items():

@@ -111,7 +111,8 @@ class ContrastiveCollator:
     """Pairs for InfoNCE: the anchor is ``text <S>``, the positive is the same text with random
     token dropout (rate ``dropout``) before ``<S>``; other rows of the batch are the negatives.
     A feature with ``positive_ids`` (a pair from :mod:`gemlm.training.pairs`) brings its own
-    positive, which gets the same dropout, and may bring ``protect`` for its anchor.
+    positive, which gets the same dropout, and may bring ``protect`` for its anchor;
+    ``teacher_query`` / ``teacher_positive`` vectors become ``teacher`` (2B, D_t).
 
     Rows 0..B-1 are anchors, B..2B-1 their positives. Anchor labels allow an NTP term on the
     clean text (positives are never NTP targets). The first ``protect`` tokens (BOS, an
@@ -163,4 +164,8 @@ class ContrastiveCollator:
             for row, end in enumerate(tail.tolist()):
                 labels[row, end - len(self.suffix_ids) : end] = IGNORE
         batch["labels"] = labels
+        if "teacher_query" in features[0]:  # a teacher encoder's vectors of the clean texts
+            batch["teacher"] = torch.tensor(
+                [f["teacher_query"] for f in features] + [f["teacher_positive"] for f in features]
+            )
         return batch

@@ -85,6 +85,14 @@ class GEMTrainingConfig:
         "Prompt before queries: the first text of ict/title pairs, saved as the model's 'query' "
         "prompt (encode_query, retrieval queries). None = the same as prompt.",
     )
+    distill_teacher: str | None = _f(
+        None,
+        "Optional teacher sentence encoder ('minilm' or a sentence-transformers folder): adds a "
+        "KL term pulling the in-batch similarities towards the teacher's. Supervision from "
+        "another model, not GEM's self-supervised recipe: never a default.",
+    )
+    distill_weight: float = _f(1.0, "Weight of the distillation KL term (with distill_teacher).")
+    distill_temperature: float = _f(0.05, "Temperature of the teacher's cosine similarities.")
     matryoshka_dims: list[int] = _f(
         [], "Also apply InfoNCE to the first d dims of the embeddings (e.g. [64, 128, 256])."
     )
@@ -134,6 +142,8 @@ class GEMTrainingConfig:
             "ict_keep": 0 <= self.ict_keep <= 1,
             "positive_max_len": self.positive_max_len is None or self.positive_max_len >= 2,
             "matryoshka_dims": all(d >= 1 for d in self.matryoshka_dims),
+            "distill_weight": self.distill_weight >= 0,
+            "distill_temperature": self.distill_temperature > 0,
             "lora_r": self.lora_r >= 1,
             "eval_rows": self.eval_rows >= 1,
             "save_steps": self.save_steps >= 1,

@@ -51,3 +51,28 @@ class LogitScale(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.log_scale.exp().clamp(max=self.max)
+
+
+def distill_kl(
+    student: torch.Tensor, teacher: torch.Tensor, logit_scale: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL(teacher || student) between in-batch similarity distributions, rows and columns.
+
+    ``student`` (2B, D) and ``teacher`` (2B, D_t) hold B anchors then their B positives; each
+    anchor's softmax over the B positives (and each positive's over the anchors) is pulled
+    towards the teacher's, whose cosines are divided by ``temperature``.
+
+    >>> e = torch.eye(4)[:, :3]; round(distill_kl(e, e, torch.tensor(20.0), 0.05).item(), 6)
+    0.0
+    """
+    B = student.shape[0] // 2
+    s, t = F.normalize(student.float(), dim=-1), F.normalize(teacher.float(), dim=-1)
+    s_logits = logit_scale * s[:B] @ s[B:].T  # (B, B)
+    t_logits = (t[:B] @ t[B:].T) / temperature  # (B, B)
+
+    def kl(sl: torch.Tensor, tl: torch.Tensor) -> torch.Tensor:
+        return F.kl_div(
+            F.log_softmax(sl, -1), F.log_softmax(tl, -1), log_target=True, reduction="batchmean"
+        )
+
+    return (kl(s_logits, t_logits) + kl(s_logits.T, t_logits.T)) / 2

@@ -22,7 +22,7 @@ from torch import nn
 from .. import masking
 from ..adapter import head_tail_forward
 from .collator import IGNORE
-from .losses import LogitScale, info_nce
+from .losses import LogitScale, distill_kl, info_nce
 
 FILL_ID = 0  # id written into re-laid padding columns; they are masked, any id would do
 
@@ -50,7 +50,8 @@ class GEMTrainingModule(nn.Module):
     """Without a logit scale it is the mixed-NTP stage; with one, the contrastive stage, whose
     batch holds B anchors then B positives and whose loss is
     ``alpha * InfoNCE + (1 - alpha) * NTP(anchors)``; with ``matryoshka_dims`` the InfoNCE term
-    is the mean over the full embedding and its first d dims for each d.
+    is the mean over the full embedding and its first d dims for each d; a batch with
+    ``teacher`` vectors adds ``distill_weight`` x :func:`~gemlm.training.losses.distill_kl`.
 
     ``frozen_text=True`` needs a gated adapter (``adapter_scope="special_only"``). Its NTP loss
     is the mean over the tokens that carry gradient (the suffix of GEM rows): the same gradient
@@ -67,6 +68,8 @@ class GEMTrainingModule(nn.Module):
         micro_batch: int = 0,
         mask_dtype: torch.dtype = torch.float32,
         matryoshka_dims: list[int] | None = None,
+        distill_weight: float = 0.0,
+        distill_temperature: float = 0.05,
     ):
         super().__init__()
         self.lm = lm
@@ -76,11 +79,15 @@ class GEMTrainingModule(nn.Module):
         self.micro_batch = micro_batch
         self.mask_dtype = mask_dtype
         self.matryoshka_dims = list(matryoshka_dims or [])
+        self.distill_weight = distill_weight
+        self.distill_temperature = distill_temperature
         gate = getattr(lm, "gem_gate", None)
         if frozen_text and (gate is None or not gate.attached):
             raise ValueError("frozen_text needs a gated adapter (adapter_scope='special_only')")
 
-    def forward(self, input_ids, attention_mask, position_ids, segments, labels) -> dict[str, Any]:
+    def forward(
+        self, input_ids, attention_mask, position_ids, segments, labels, teacher=None
+    ) -> dict[str, Any]:
         if self.logit_scale is None:
             return self._ntp(input_ids, attention_mask, position_ids, segments, labels)
         B = input_ids.shape[0] // 2
@@ -100,6 +107,10 @@ class GEMTrainingModule(nn.Module):
                 out[f"contrastive_{d}"] = cut.detach()
                 contrastive = contrastive + cut
             contrastive = contrastive / (1 + len(self.matryoshka_dims))
+        if teacher is not None and self.distill_weight:  # a teacher's in-batch similarities
+            kl = distill_kl(emb, teacher, scale, self.distill_temperature)
+            out["distill"] = kl.detach()
+            contrastive = contrastive + self.distill_weight * kl
         loss = self.alpha * contrastive
         if want_ntp:
             ntp = ntp_sum / max(token_count(labels[:B]), 1)

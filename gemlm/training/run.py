@@ -277,11 +277,17 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
 
     if cfg.contrastive_steps:
         rows = _contrastive_rows(cfg, tok, train_texts, heldout_texts, query_prompt)
+        protect = len(tok(cfg.prompt, add_special_tokens=True)["input_ids"])
+        if cfg.distill_teacher:  # a labelled option, never a default (see distill.py)
+            from .distill import add_teacher_vectors, load_teacher
+
+            teacher = load_teacher(cfg.distill_teacher)
+            rows = add_teacher_vectors(rows, tok, teacher, [cfg.prompt, query_prompt])
         collator = ContrastiveCollator(
             special_ids=gem.special_ids,
             pad_id=gem.pad_id,
             dropout=cfg.token_dropout,
-            protect=len(tok(cfg.prompt, add_special_tokens=True)["input_ids"]),
+            protect=protect,
             suffix_ids=gem.readout_tail()[: -len(gem.special_ids)],
             mask_dtype=mask_dtype,
             seed=cfg.seed,
@@ -294,6 +300,8 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             micro_batch=cfg.contrastive_micro_batch,
             mask_dtype=mask_dtype,
             matryoshka_dims=cfg.matryoshka_dims,
+            distill_weight=cfg.distill_weight if cfg.distill_teacher else 0.0,
+            distill_temperature=cfg.distill_temperature,
         )
         history += _tag(
             _run_stage(
