@@ -85,9 +85,10 @@ def main() -> None:
             if args.stage1_from and not stage1.exists():
                 shutil.copytree(args.stage1_from / "stage1-ntp", stage1)
             train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
-        report = folder / "report.json"
+        report = folder / "report.json"  # written with report.md beside it
         if not report.exists():
-            evaluate([f"{arm}=gem:{folder / 'model'}"], "report", report, generation=False)
+            model = f"{arm}=gem:{folder / 'model'}"
+            evaluate([model], "report", report.with_suffix(".md"), generation=False)
         scores = json.loads(report.read_text())["results"][arm]
         rows[arm] = {
             "overrides": over,
