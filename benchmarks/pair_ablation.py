@@ -96,11 +96,14 @@ def main() -> None:
             **{task: round(scores[task]["main"], 2) for task in TASKS if task in scores},
         }
         print(arm, rows[arm], flush=True)
+        write_table(args.out, args.config, rows)  # after every arm: a partial run keeps its rows
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": args.config, "arms": rows}, indent=2) + "\n")
+
+def write_table(out: Path, config: str, rows: dict[str, dict]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": config, "arms": rows}, indent=2) + "\n")
     lines = [
-        f"# Pair-source ablation ({args.config}, report suite embedding tasks)",
+        f"# Pair-source ablation ({config}, report suite embedding tasks)",
         "",
         "| arm | " + " | ".join(TASKS) + " | mean | stage min |",
         "|---|" + "---:|" * (len(TASKS) + 2),
@@ -110,7 +113,7 @@ def main() -> None:
         mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
         cells = " | ".join("" if v is None else f"{v:.1f}" for v in vals)
         lines.append(f"| {arm} | {cells} | {mean:.1f} | {row['train_seconds'] / 60:.1f} |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
