@@ -300,7 +300,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             micro_batch=cfg.contrastive_micro_batch,
             mask_dtype=mask_dtype,
             matryoshka_dims=cfg.matryoshka_dims,
-            distill_weight=cfg.distill_weight if cfg.distill_teacher else 0.0,
+            distill_weight=cfg.distill_weight,  # used only on batches with teacher vectors
             distill_temperature=cfg.distill_temperature,
         )
         history += _tag(

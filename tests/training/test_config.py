@@ -183,6 +183,8 @@ def test_pair_mix_is_checked_at_load():
         GEMTrainingConfig(pair_mix=["ict"])
     with pytest.raises(ValueError, match="matryoshka_dims"):
         GEMTrainingConfig(matryoshka_dims=[0])
+    with pytest.raises(ValueError, match="distill_temperature"):
+        GEMTrainingConfig(distill_temperature=0.0)
 
 
 def test_inert_special_only_settings_are_named():

@@ -1,13 +1,10 @@
-"""Distillation from a teacher encoder: teacher vectors of the texts the student sees, the KL
-term, and a tiny end-to-end run with a stand-in teacher."""
+"""Distillation from a teacher encoder: teacher vectors of the texts the student sees and the KL
+term (a tiny end-to-end run with a stand-in teacher is in test_trainer.py)."""
 
 from __future__ import annotations
 
-import json
-
 import datasets
 import numpy as np
-import pytest
 import torch
 
 from gemlm.training import distill
@@ -64,39 +61,3 @@ def test_distill_kl_is_zero_when_student_matches_and_pulls_otherwise() -> None:
     loss = distill_kl(student, teacher, LogitScale()(), 0.05)
     loss.backward()
     assert float(loss) > 0.01 and float(student.grad.abs().sum()) > 0
-
-
-def test_training_with_a_teacher_logs_the_distill_term(tiny_llama_dir, tmp_path, monkeypatch):
-    from gemlm.training.config import GEMTrainingConfig
-    from gemlm.training.run import train
-
-    corpus = tmp_path / "train.txt"
-    corpus.write_text(
-        "\n".join(
-            f"Sentence number {i} says the cat sat on mat {i % 5} while dogs ran. "
-            f"Another sentence {i} tells of stocks and bonds in market {i % 3}."
-            for i in range(40)
-        )
-    )
-    monkeypatch.setattr(distill, "load_teacher", lambda name: FakeTeacher())
-    cfg = GEMTrainingConfig(
-        model=str(tiny_llama_dir),
-        output_dir=str(tmp_path / "run"),
-        train_data=str(corpus),
-        eval_rows=4,
-        ntp_steps=0,
-        contrastive_steps=2,
-        contrastive_batch_size=4,
-        contrastive_max_len=24,
-        quick_eval=False,
-        bf16=False,
-        max_length=32,
-        distill_teacher="stand-in",
-        distill_weight=0.5,
-        logging_steps=1,
-    )
-    train(cfg)
-    log = json.loads((tmp_path / "run" / "log.json").read_text())
-    assert any("distill" in row for row in log)
-    with pytest.raises(ValueError, match="distill_temperature"):
-        GEMTrainingConfig(distill_temperature=0.0)

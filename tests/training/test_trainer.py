@@ -331,3 +331,25 @@ def test_pairs_from_documents_query_prompt_and_matryoshka(tiny_llama_dir, tmp_pa
     assert gem.config.prompts == {"query": "question: ", "document": "passage: "}
     q = gem.encode_query("the cat sat on the mat")
     assert np.allclose(q, gem.encode("question: the cat sat on the mat", prompt=""), atol=1e-6)
+
+
+def test_training_with_a_teacher_logs_the_distill_term(
+    tiny_llama_dir, corpus, tmp_path, monkeypatch
+):
+    from gemlm.training import distill
+
+    from .test_distill import FakeTeacher
+
+    monkeypatch.setattr(distill, "load_teacher", lambda name: FakeTeacher())
+    cfg = tiny_config(
+        tiny_llama_dir,
+        corpus,
+        tmp_path / "run",
+        ntp_steps=0,
+        contrastive_steps=2,
+        distill_teacher="stand-in",
+        distill_weight=0.5,
+    )
+    train(cfg)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert any("distill" in row for row in log)
