@@ -7,7 +7,10 @@ the base model's by construction). Resumable: an arm whose model exists is not r
 whose report exists is not re-scored; a killed run continues from its checkpoints.
 
     python benchmarks/pair_ablation.py [--arms dropout ict title crop mix] [--mix ict=1,crop=1]
-        [--stage1-from runs/smollm2-135m-cpu-v2]
+        [--stage1-from runs/smollm2-135m-cpu-v2] [--variant NAME key=value ...]
+
+A ``--variant`` is a further arm: the base recipe with the given overrides (e.g. another
+``pair_mix`` or learning rate); it is listed after the pair-source arms.
 
 Writes ``runs/ablation/<arm>/`` and ``benchmarks/results/pair_ablation.{json,md}``.
 """
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 from gemlm.evaluation.run import evaluate
@@ -36,13 +41,26 @@ def parse_mix(text: str) -> dict[str, float]:
     return {name.strip(): float(weight) for name, weight in pairs}
 
 
-def arm_overrides(arm: str, mix: dict[str, float], out: Path, passage_len: int) -> list[str]:
-    """``key=value`` overrides of the base recipe for one arm."""
-    pair_mix = mix if arm == "mix" else {arm: 1.0}
+def arm_overrides(
+    arm: str,
+    mix: dict[str, float],
+    out: Path,
+    passage_len: int,
+    variants: dict[str, list[str]] | None = None,
+) -> list[str]:
+    """``key=value`` overrides of the base recipe for one arm.
+
+    >>> arm_overrides("ict", {}, Path("r/ict"), 64)
+    ['output_dir=r/ict', 'quick_eval=false', 'pair_mix={"ict": 1.0}', 'positive_max_len=64']
+    >>> arm_overrides("v", {}, Path("r/v"), 64, {"v": ["contrastive_lr=1e-3"]})[-2:]
+    ['positive_max_len=64', 'contrastive_lr=1e-3']
+    """
+    variants = variants or {}
+    pair_mix = mix if arm in ("mix", *variants) else {arm: 1.0}
     over = [f"output_dir={out}", "quick_eval=false", f"pair_mix={json.dumps(pair_mix)}"]
     if set(pair_mix) != {"dropout"}:
         over.append(f"positive_max_len={passage_len}")
-    return over
+    return over + variants.get(arm, [])
 
 
 def stage_seconds(run: Path) -> float:
@@ -68,14 +86,24 @@ def main() -> None:
         help="a finished run of the same recipe: every arm reuses its mixed-NTP stage (which does "
         "not depend on pair_mix), and the dropout arm is that run's model (same settings)",
     )
+    ap.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "KEY=VALUE"),
+        help="a further arm: the --mix recipe with these overrides (repeatable)",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/pair_ablation.json"))
     args = ap.parse_args()
     mix = parse_mix(args.mix)
+    variants = {name: list(over) for name, *over in args.variant}
+    command = "python " + shlex.join(sys.argv)
 
     rows: dict[str, dict] = {}
-    for arm in args.arms:
+    for arm in [*args.arms, *variants]:
         folder = args.runs / arm
-        over = arm_overrides(arm, mix, folder, args.passage_len)
+        over = arm_overrides(arm, mix, folder, args.passage_len, variants)
         done = args.stage1_from and (args.stage1_from / "model" / "gemlm_config.json").exists()
         if arm == "dropout" and done and not folder.exists():  # the recipe itself: reuse it
             for part in ("model", "stage1-ntp", "stage2-contrastive"):
@@ -88,7 +116,9 @@ def main() -> None:
         report = folder / "report.json"  # written with report.md beside it
         if not report.exists():
             model = f"{arm}=gem:{folder / 'model'}"
-            evaluate([model], "report", report.with_suffix(".md"), generation=False)
+            evaluate(
+                [model], "report", report.with_suffix(".md"), generation=False, command=command
+            )
         scores = json.loads(report.read_text())["results"][arm]
         rows[arm] = {
             "overrides": over,
@@ -109,6 +139,9 @@ def write_table(out: Path, config: str, rows: dict[str, dict]) -> None:
         "|---|" + "---:|" * (len(TASKS) + 2),
     ]
     for arm, row in rows.items():
+        teacher = next((o.split("=", 1)[1] for o in row["overrides"] if "distill_teacher" in o), "")
+        if teacher:  # supervision from another encoder: never read as GEM's own result
+            arm = f"{arm} (distilled from {teacher}: not self-supervised)"
         vals = [row.get(t) for t in TASKS]
         mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
         cells = " | ".join("" if v is None else f"{v:.1f}" for v in vals)

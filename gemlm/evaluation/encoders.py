@@ -152,10 +152,14 @@ class BaseLM:
 
 
 class TextEncoder:
-    """``embed(texts, role)`` for one model spec; role is "query", "document" or None."""
+    """``embed(texts, role)`` for one model spec; role is "query", "document" or None.
 
-    def __init__(self, spec: ModelSpec, backend: Any) -> None:
-        self.spec, self.backend = spec, backend
+    GEM specs of one folder share ``memo`` (role, text) -> full-dim vector, so ``gem:F@64``
+    after ``gem:F`` truncates the vectors already computed instead of encoding again.
+    """
+
+    def __init__(self, spec: ModelSpec, backend: Any, memo: dict | None = None) -> None:
+        self.spec, self.backend, self.memo = spec, backend, memo
 
     def embed(self, texts: list[str], role: str | None = None) -> np.ndarray:
         kind = self.spec.kind
@@ -163,8 +167,7 @@ class TextEncoder:
             {"truncate_dim": self.spec.dims, "normalize_embeddings": True} if self.spec.dims else {}
         )
         if kind == "gem":
-            fn = {"query": self.backend.encode_query, "document": self.backend.encode_document}
-            return fn.get(role, self.backend.encode)(texts, batch_size=16, **cut)
+            return self._gem(texts, role, cut)
         if kind in POOLINGS:
             return self.backend.embed(texts, kind)
         if kind == "prompteol":
@@ -176,13 +179,31 @@ class TextEncoder:
             return self.backend.encode_document(texts, **kwargs)
         return self.backend.encode(texts, **kwargs)
 
+    def _gem(self, texts: list[str], role: str | None, cut: dict[str, Any]) -> np.ndarray:
+        fn = {"query": self.backend.encode_query, "document": self.backend.encode_document}
+        encode = fn.get(role, self.backend.encode)
+        if self.memo is None:
+            return encode(texts, batch_size=16, **cut)
+        todo = list(dict.fromkeys(t for t in texts if (role, t) not in self.memo))
+        if todo:
+            for text, vec in zip(todo, encode(todo, batch_size=16), strict=True):
+                self.memo[(role, text)] = vec
+        full = np.stack([self.memo[(role, t)] for t in texts])  # (N, D), unit rows
+        if not self.spec.dims:
+            return full
+        part = full[:, : self.spec.dims]
+        return part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+
 
 def load_backend(spec: ModelSpec, dtype: torch.dtype, shared: dict[str, Any]) -> Any:
     """The loaded model behind ``spec``; base LMs are shared between poolings via ``shared``."""
-    if spec.kind == "gem":
+    if spec.kind == "gem":  # one load per folder: gem:F and gem:F@64 share it
         from ..model import GEMModel
 
-        return GEMModel.from_pretrained(spec.target, dtype=dtype)
+        key = f"gem:{spec.target}"
+        if key not in shared:
+            shared[key] = GEMModel.from_pretrained(spec.target, dtype=dtype)
+        return shared[key]
     if spec.kind == "st":
         from sentence_transformers import SentenceTransformer
 

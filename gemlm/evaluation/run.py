@@ -69,9 +69,10 @@ def evaluate(
         for s in members:
             t = time.perf_counter()
             backends[s.label] = load_backend(s, torch_dtype, shared)
+            memo = shared.setdefault(f"memo:{s.target}", {}) if s.kind == "gem" else None
             log(f"[{s.label}] loaded in {time.perf_counter() - t:.1f}s")
             results[s.label].update(
-                _run_embedding(TextEncoder(s, backends[s.label]), tasks, limit, log)
+                _run_embedding(TextEncoder(s, backends[s.label], memo), tasks, limit, log)
             )
         lm = next((m for m in members if m.kind != "gem"), members[0])  # the base itself
         if lm.kind != "st" and (gen.mc or gen.ppl_texts):

@@ -67,6 +67,13 @@ class GEMTrainingConfig:
         "Rows (anchors + positives) per forward in the contrastive stage, grouped by length so "
         "little padding is computed; InfoNCE still uses the whole batch. 0 = one forward.",
     )
+    grad_cache: bool = _f(
+        False,
+        "Gradient cache for the contrastive stage: embed the batch without autograd, then "
+        "re-forward one micro-batch at a time with grad, so memory is bounded by "
+        "contrastive_micro_batch, not contrastive_batch_size (one extra forward per step). "
+        "Needs contrastive_alpha: 1 unless the text is frozen (special_only).",
+    )
     contrastive_unit: str = _f("sentence", "sentence (split paragraphs) or paragraph.")
     token_dropout: float = _f(0.1, "Share of text tokens dropped to make the positive view.")
     pair_mix: dict[str, float] = _f(
@@ -139,6 +146,9 @@ class GEMTrainingConfig:
             "min_suffix": self.min_suffix >= 1,
             "contrastive_max_len": self.contrastive_max_len >= 1,
             "contrastive_micro_batch": self.contrastive_micro_batch >= 0,
+            "grad_cache": not self.grad_cache
+            or self.frozen_text
+            or (self.contrastive_alpha == 1 and self.contrastive_micro_batch > 0),
             "ict_keep": 0 <= self.ict_keep <= 1,
             "positive_max_len": self.positive_max_len is None or self.positive_max_len >= 2,
             "matryoshka_dims": all(d >= 1 for d in self.matryoshka_dims),

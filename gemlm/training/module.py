@@ -9,10 +9,17 @@ Three ways to spend less compute for the same gradients, each tested against the
 * logits only where a loss reads them (no LM head on padding, specials, prompts, positives);
 * contrastive views forwarded in length-sorted micro-batches (little padding), while InfoNCE
   still sees the whole batch as negatives.
+
+``grad_cache`` (Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size under Memory
+Limited Setup") bounds memory by the micro-batch instead of the batch: the views are embedded
+without autograd, the loss is taken on those (detached) embeddings, and when backward reaches
+them a hook re-forwards each micro-batch with grad and back-propagates its slice of the
+embedding gradient. Same loss and gradients as one forward, one extra forward in cost.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -70,6 +77,7 @@ class GEMTrainingModule(nn.Module):
         matryoshka_dims: list[int] | None = None,
         distill_weight: float = 0.0,
         distill_temperature: float = 0.05,
+        grad_cache: bool = False,
     ):
         super().__init__()
         self.lm = lm
@@ -81,6 +89,9 @@ class GEMTrainingModule(nn.Module):
         self.matryoshka_dims = list(matryoshka_dims or [])
         self.distill_weight = distill_weight
         self.distill_temperature = distill_temperature
+        self.grad_cache = grad_cache
+        if grad_cache and alpha < 1 and not frozen_text:
+            raise ValueError("grad_cache caches the InfoNCE term only: it needs alpha == 1")
         gate = getattr(lm, "gem_gate", None)
         if frozen_text and (gate is None or not gate.attached):
             raise ValueError("frozen_text needs a gated adapter (adapter_scope='special_only')")
@@ -92,7 +103,10 @@ class GEMTrainingModule(nn.Module):
             return self._ntp(input_ids, attention_mask, position_ids, segments, labels)
         B = input_ids.shape[0] // 2
         want_ntp = self.alpha < 1 and not self.frozen_text
-        emb, ntp_sum = self._views(input_ids, segments, labels[:B] if want_ntp else None)
+        if self.grad_cache and torch.is_grad_enabled():
+            emb, ntp_sum = self._cached_views(input_ids, segments)
+        else:
+            emb, ntp_sum = self._views(input_ids, segments, labels[:B] if want_ntp else None)
         scale = self.logit_scale()
         parts = info_nce(emb[:B], emb[B:], scale)
         out = {
@@ -151,43 +165,81 @@ class GEMTrainingModule(nn.Module):
         return {"loss": loss, "ntp": loss.detach(), "gem_rows": rows.float().sum()}
 
     # ------------------------------------------------------------------ contrastive stage
+    def _chunks(self, segments: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Row lengths (N,) and the row indices of each micro-batch, longest rows first."""
+        lengths = (segments != masking.PAD).sum(1)  # (N,)
+        order = lengths.argsort(descending=True, stable=True)
+        return lengths, (order.split(self.micro_batch) if self.micro_batch else (order,))
+
+    def _embed(
+        self, ids: torch.Tensor, seg: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Special readouts (n, D) of one micro-batch, with its last-layer states (n, W, D) and
+        the segments they line up with (the tail only when ``frozen_text``)."""
+        if self.frozen_text:
+            index, head = masking.head_tail_index(seg)
+            seg = masking.relay(seg, index, masking.PAD)
+            hidden = head_tail_forward(
+                self.lm.get_decoder(),
+                masking.relay(ids, index, FILL_ID),
+                seg,
+                head,
+                self.mask_dtype,
+            )
+            seg = seg[:, head:]
+        else:
+            hidden = self.lm.get_decoder()(
+                input_ids=ids,
+                attention_mask=masking.batch_attention_mask(seg, self.mask_dtype),
+                position_ids=masking.position_ids(seg),
+                use_cache=False,
+            ).last_hidden_state  # (n, width, D)
+        return masking.special_states(hidden, seg).mean(1), hidden, seg
+
     def _views(
         self, input_ids: torch.Tensor, segments: torch.Tensor, anchor_labels: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, D) special readouts of every row (input order) and, when ``anchor_labels`` are
         given, the summed NTP loss of the first ``len(anchor_labels)`` rows."""
-        lengths = (segments != masking.PAD).sum(1)  # (N,)
-        order = lengths.argsort(descending=True, stable=True)
-        chunks = order.split(self.micro_batch) if self.micro_batch else (order,)
+        lengths, chunks = self._chunks(segments)
         embs, ntp_sum = [], torch.zeros((), device=input_ids.device)
         for idx in chunks:
             width = int(lengths[idx].max())
-            ids, seg = input_ids[idx, :width], segments[idx, :width]
-            if self.frozen_text:
-                index, head = masking.head_tail_index(seg)
-                seg = masking.relay(seg, index, masking.PAD)
-                hidden = head_tail_forward(
-                    self.lm.get_decoder(),
-                    masking.relay(ids, index, FILL_ID),
-                    seg,
-                    head,
-                    self.mask_dtype,
-                )
-                seg = seg[:, head:]
-            else:
-                hidden = self.lm.get_decoder()(
-                    input_ids=ids,
-                    attention_mask=masking.batch_attention_mask(seg, self.mask_dtype),
-                    position_ids=masking.position_ids(seg),
-                    use_cache=False,
-                ).last_hidden_state  # (n, width, D)
-            embs.append(masking.special_states(hidden, seg).mean(1))
+            emb, hidden, _ = self._embed(input_ids[idx, :width], segments[idx, :width])
+            embs.append(emb)
             if anchor_labels is not None:
                 anchors = idx < len(anchor_labels)
                 if bool(anchors.any()):
                     labels = anchor_labels[idx[anchors], :width]
                     ntp_sum = ntp_sum + ntp_sums(self.lm, hidden[anchors], labels)
-        return torch.cat(embs)[order.argsort()], ntp_sum
+        return torch.cat(embs)[torch.cat(chunks).argsort()], ntp_sum
+
+    def _cached_views(
+        self, input_ids: torch.Tensor, segments: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_views`` for the gradient cache: (N, D) readouts computed without autograd, as a
+        leaf whose backward hook re-forwards each micro-batch with grad (same autocast, same
+        RNG state) and back-propagates that micro-batch's rows of the incoming gradient."""
+        lengths, chunks = self._chunks(segments)
+        device = input_ids.device.type
+        autocast = torch.is_autocast_enabled(device)
+        cast_dtype = torch.get_autocast_dtype(device) if autocast else None
+        rng = torch.get_rng_state()
+        with torch.no_grad():
+            emb, _ = self._views(input_ids, segments, None)
+        emb = emb.detach().requires_grad_()
+
+        def replay(grad: torch.Tensor) -> None:  # grad (N, D): d loss / d readouts
+            ctx = torch.autocast(device, dtype=cast_dtype) if autocast else contextlib.nullcontext()
+            with torch.random.fork_rng(devices=[]), torch.enable_grad(), ctx:
+                torch.set_rng_state(rng)
+                for idx in chunks:
+                    width = int(lengths[idx].max())
+                    part, _, _ = self._embed(input_ids[idx, :width], segments[idx, :width])
+                    torch.autograd.backward(part, grad[idx].to(part.dtype))
+
+        emb.register_hook(replay)
+        return emb, torch.zeros((), device=input_ids.device)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {

@@ -302,6 +302,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             matryoshka_dims=cfg.matryoshka_dims,
             distill_weight=cfg.distill_weight,  # used only on batches with teacher vectors
             distill_temperature=cfg.distill_temperature,
+            grad_cache=cfg.grad_cache,
         )
         history += _tag(
             _run_stage(

@@ -61,3 +61,27 @@ def test_dims_suffix_truncates_and_renormalises(tiny_llama_dir) -> None:
     for bad in ("mean:x@8", "gem:x@0", "gem:x@abc"):
         with pytest.raises(ValueError, match="@N"):
             parse_model_spec(bad)
+
+
+def test_gem_specs_of_one_folder_share_vectors(tiny_llama_dir) -> None:
+    """``gem:F@8`` after ``gem:F`` truncates the memoised full vectors: no second encode, and
+    the same numbers as encoding with ``truncate_dim``."""
+    from gemlm.evaluation.encoders import TextEncoder, load_backend, parse_model_spec
+
+    texts = ["the cat sat on the mat", "stocks fell", "the cat sat on the mat"]
+    full_spec = parse_model_spec(f"gem:{tiny_llama_dir}")
+    cut_spec = parse_model_spec(f"gem:{tiny_llama_dir}@8")
+    shared: dict = {}
+    gem = load_backend(full_spec, torch.float32, shared)
+    assert load_backend(cut_spec, torch.float32, shared) is gem
+    memo: dict = {}
+    full = TextEncoder(full_spec, gem, memo).embed(texts, role="query")
+    assert len(memo) == 2  # the repeated text is encoded once
+    calls = []
+    gem.encode_query = lambda *a, **k: calls.append(a) or np.zeros((0, 8))
+    cut = TextEncoder(cut_spec, gem, memo).embed(texts, role="query")
+    del gem.encode_query
+    assert not calls and np.allclose(full, gem.encode_query(texts), atol=1e-6)
+    assert np.allclose(
+        cut, gem.encode_query(texts, truncate_dim=8, normalize_embeddings=True), atol=1e-6
+    )

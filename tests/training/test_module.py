@@ -199,3 +199,63 @@ def test_bf16_frozen_linears_is_bit_identical_under_autocast(tiny_dir) -> None:
     assert torch.equal(out["loss"], out_cast["loss"])
     assert all(torch.equal(grads[n], grads_cast[n]) for n in grads)
     assert all(p.dtype == torch.float32 for p in lm.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("scope", ["all", "frozen"])
+@pytest.mark.parametrize("extras", [False, True])
+def test_grad_cache_equals_the_plain_loss_and_gradients(tiny_dir, scope, extras) -> None:
+    frozen = scope == "frozen"
+    gem, lm = lora_model(tiny_dir, 2, gated=frozen)
+    batch = contrastive_batch(gem, seed=4)
+    kw: dict = {"frozen_text": frozen}
+    if extras:  # Matryoshka terms and a teacher's similarities also reach the embeddings
+        kw |= {"matryoshka_dims": [8, 16], "distill_weight": 0.5}
+        batch["teacher"] = torch.nn.functional.normalize(torch.randn(len(TEXTS) * 2, 12), dim=-1)
+    scale = LogitScale()
+    plain = GEMTrainingModule(lm, scale, **kw)
+    cached = GEMTrainingModule(lm, scale, micro_batch=3, grad_cache=True, **kw)
+    out_plain, g_plain = grads_of(plain, batch)
+    out_cached, g_cached = grads_of(cached, batch)
+    for key in [k for k in out_plain if k != "accuracy"]:
+        torch.testing.assert_close(out_cached[key], out_plain[key], rtol=1e-5, atol=0)
+    assert_same_grads(g_cached, g_plain)
+    assert any("lora_A" in n for n in g_cached) and "log_scale" in "".join(g_cached)
+
+
+def test_grad_cache_scales_with_the_incoming_gradient(tiny_dir) -> None:
+    """The Trainer divides the loss by the accumulation steps before backward."""
+    gem, lm = lora_model(tiny_dir, 1, gated=False)
+    batch, scale = contrastive_batch(gem, seed=5), LogitScale()
+    _, g_plain = grads_of(GEMTrainingModule(lm, scale, micro_batch=4), batch)
+    cached = GEMTrainingModule(lm, scale, micro_batch=4, grad_cache=True)
+    cached.zero_grad(set_to_none=True)
+    (cached(**batch)["loss"] * 0.25).backward()
+    g_cached = {n: p.grad for n, p in cached.named_parameters() if p.grad is not None}
+    assert_same_grads(g_cached, g_plain, scale=4.0)
+
+
+def test_grad_cache_replays_under_the_forwards_autocast(tiny_dir) -> None:
+    """One micro-batch, so both paths cast the same way: without autocast in the replay the
+    bf16 forward's gradients would be fp32 ones, off by ~1e-2. (With several micro-batches the
+    plain path sums the cast weights' gradients in bf16 across them, the cache in fp32.)"""
+    gem, lm = lora_model(tiny_dir, 1, gated=False)
+    batch, scale = contrastive_batch(gem, seed=5), LogitScale()
+    losses, grads = [], []
+    for module in GEMTrainingModule(lm, scale), GEMTrainingModule(lm, scale, grad_cache=True):
+        module.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as the Trainer: forward only
+            losses.append(module(**batch)["loss"])
+        losses[-1].backward()
+        grads.append({n: p.grad for n, p in module.named_parameters() if p.grad is not None})
+    assert torch.equal(losses[1], losses[0])
+    assert_same_grads(grads[1], grads[0])
+
+
+def test_grad_cache_is_off_without_autograd_and_needs_alpha_one(tiny_dir) -> None:
+    gem, lm = lora_model(tiny_dir, 1, gated=False)
+    with pytest.raises(ValueError, match="alpha == 1"):
+        GEMTrainingModule(lm, LogitScale(), alpha=0.5, grad_cache=True)
+    cached = GEMTrainingModule(lm, LogitScale(), micro_batch=3, grad_cache=True)
+    with torch.no_grad():
+        out = cached(**contrastive_batch(gem))
+    assert not out["loss"].requires_grad and torch.isfinite(out["loss"])
