@@ -52,15 +52,17 @@ def arm_overrides(
 
     >>> arm_overrides("ict", {}, Path("r/ict"), 64)
     ['output_dir=r/ict', 'quick_eval=false', 'pair_mix={"ict": 1.0}', 'positive_max_len=64']
-    >>> arm_overrides("v", {}, Path("r/v"), 64, {"v": ["contrastive_lr=1e-3"]})[-2:]
-    ['positive_max_len=64', 'contrastive_lr=1e-3']
+    >>> arm_overrides("v", {}, Path("r/v"), 64, {"v": ["pair_mix={title: 1}", "ict_keep=0"]})[2:]
+    ['positive_max_len=64', 'pair_mix={title: 1}', 'ict_keep=0']
     """
     variants = variants or {}
     pair_mix = mix if arm in ("mix", *variants) else {arm: 1.0}
     over = [f"output_dir={out}", "quick_eval=false", f"pair_mix={json.dumps(pair_mix)}"]
     if set(pair_mix) != {"dropout"}:
         over.append(f"positive_max_len={passage_len}")
-    return over + variants.get(arm, [])
+    extra = variants.get(arm, [])
+    keys = {item.split("=", 1)[0] for item in extra}
+    return [o for o in over if o.split("=", 1)[0] not in keys] + extra  # a variant's keys win
 
 
 def stage_seconds(run: Path) -> float:
