@@ -74,8 +74,14 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", "Subsets (fixed, seeded):", ""]
     lines += [f"- **{k}**: {v}" for k, v in meta["subsets"].items()]
     lines += ["", "Models:", ""]
-    lines += [f"- **{m['label']}**: `{m['kind']}:{m['target']}`" for m in meta["models"]]
+    lines += [f"- **{m['label']}**: `{_spec(m)}`" for m in meta["models"]]
     return "\n".join(lines) + "\n"
+
+
+def _spec(model: dict[str, Any]) -> str:
+    """The spec as given on the command line: ``kind:target`` plus ``@dims`` when truncated."""
+    dims = model.get("dims")
+    return f"{model['kind']}:{model['target']}" + (f"@{dims}" if dims else "")
 
 
 def _is_generation(task: str) -> bool:

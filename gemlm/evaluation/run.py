@@ -94,7 +94,9 @@ def evaluate(
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "seconds_total": round(time.perf_counter() - started, 1),
-        "models": [{"label": s.label, "kind": s.kind, "target": s.target} for s in specs],
+        "models": [
+            {"label": s.label, "kind": s.kind, "target": s.target, "dims": s.dims} for s in specs
+        ],
         "subsets": _subsets(tasks, gen),
     }
     payload = {"meta": meta, "results": results}
