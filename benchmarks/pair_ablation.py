@@ -77,7 +77,7 @@ def stage_seconds(run: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="recipes/smollm2-135m-cpu-v2.yaml")
-    ap.add_argument("--arms", nargs="+", default=["dropout", "ict", "title", "crop", "mix"])
+    ap.add_argument("--arms", nargs="*", default=["dropout", "ict", "title", "crop", "mix"])
     ap.add_argument("--mix", default="ict=1,crop=1,title=0.5,dropout=0.5")
     ap.add_argument("--passage-len", type=int, default=128, help="tokens per positive passage")
     ap.add_argument("--runs", type=Path, default=Path("runs/ablation"))
