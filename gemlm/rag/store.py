@@ -1,9 +1,16 @@
-"""Qdrant wrapper: one collection per corpus, checked against the model that queries it.
+"""Vector store for RAG: one collection per corpus, checked against the model that queries it.
 
-Local on-disk mode (``QdrantClient(path=...)``, default ``$GEMLM_HOME/qdrant``) needs no server;
-``url=`` talks to a Qdrant server or cluster. Every collection carries collection-level metadata
-``{"gemlm": identity}`` (model id, embedding dimension, embedding settings), written when the
-collection is created and compared on every open, so vectors from two models never mix.
+``RagStore`` is the one interface the rest of gemlm uses; it delegates to an engine:
+
+* ``edge`` (default): Qdrant Edge, Qdrant's own engine in-process (HNSW, write-ahead log, on
+  disk; ``gemlm/rag/edge.py``), one shard folder per collection under
+  ``$GEMLM_HOME/qdrant-edge``. No server, and collections of millions of passages stay fast.
+* ``local``: ``qdrant-client``'s local mode (``$GEMLM_HOME/qdrant``), pure Python with exact
+  numpy search; kept for folders built with it and as a benchmark reference.
+* ``url=``: a Qdrant server or cluster through ``qdrant-client``.
+
+Every collection records ``{"gemlm": identity}`` (model id, embedding dimension, embedding
+settings) when it is created; it is compared on every open, so vectors from two models never mix.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from ..sources import gemlm_home
 
 META_KEY = "gemlm"
 IDENTITY_KEYS = ("model", "dimension", "embedding")  # compared on open ("embedding": settings)
+ENGINES = ("edge", "local")
 
 
 class RagError(ValueError):
@@ -45,8 +55,35 @@ class Hit:
     payload: dict[str, Any]
 
 
+class Backend(Protocol):
+    """What an engine provides; ``RagStore`` adds the identity checks and user-facing errors."""
+
+    location: str
+
+    def close(self) -> None: ...
+    def names(self) -> list[str]: ...
+    def exists(self, collection: str) -> bool: ...
+    def metadata(self, collection: str) -> Any: ...
+    def create(self, collection: str, dimension: int, meta: dict[str, Any]) -> None: ...
+    def count(self, collection: str) -> int: ...
+    def existing_ids(self, collection: str, ids: list[str]) -> set[str]: ...
+    def upsert(
+        self, collection: str, ids: list[str], vectors: np.ndarray, payloads: list[dict]
+    ) -> None: ...
+    def ids_for_source(self, collection: str, source: str) -> set[str]: ...
+    def delete(self, collection: str, ids: list[str]) -> None: ...
+    def search(self, collection: str, vector: np.ndarray, top_k: int) -> list[Hit]: ...
+    def optimize(self, collection: str) -> bool: ...
+
+
 def default_qdrant_path() -> Path:
+    """The qdrant-client local-mode folder (``engine="local"``)."""
     return gemlm_home() / "qdrant"
+
+
+def default_edge_path() -> Path:
+    """The Qdrant Edge store folder (the default engine)."""
+    return gemlm_home() / "qdrant-edge"
 
 
 def model_identity(model: Any, model_id: str) -> dict[str, Any]:
@@ -70,28 +107,68 @@ def model_id_for(name: str) -> str:
     return str(path.resolve()) if path.exists() else name
 
 
+def open_backend(
+    path: str | os.PathLike | None, url: str | None, api_key: str | None, engine: str
+) -> Backend:
+    """The engine for a folder (``edge``/``local``) or a server URL (``engine`` ignored)."""
+    if url:
+        from .client import ClientBackend
+
+        return ClientBackend(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
+    if engine == "edge":
+        from .edge import EdgeBackend
+
+        return EdgeBackend(Path(path) if path is not None else default_edge_path())
+    if engine == "local":
+        from .client import ClientBackend
+
+        return ClientBackend(path=Path(path) if path is not None else default_qdrant_path())
+    raise RagError(f"unknown vector store engine {engine!r}; use one of: {', '.join(ENGINES)}")
+
+
+def local_mode_hint(collection: str) -> str:
+    """A pointer to a same-named collection in the default qdrant-client local-mode folder.
+
+    Collections built before Qdrant Edge became the default live there; without this a user
+    would only see "no collection" after upgrading.
+    """
+    folder = default_qdrant_path()
+    if (folder / "collection" / collection).is_dir():
+        return (
+            f"; a qdrant-client local-mode collection {collection!r} exists at {folder}: "
+            "open it with `--store local`"
+        )
+    return ""
+
+
+def as_matrix(vectors: Any, rows: int) -> np.ndarray:
+    """``vectors`` as a float32 (rows, dim) array; a clear error if the count does not match."""
+    out = np.asarray(vectors, dtype=np.float32)
+    if out.ndim != 2 or out.shape[0] != rows:
+        raise RagError(f"expected {rows} vectors, got an array of shape {out.shape}")
+    return out
+
+
 class RagStore:
-    """A Qdrant client (local folder or server) plus collection-level identity checks."""
+    """A vector store folder (Qdrant Edge by default) or server, plus collection identity checks.
+
+    ``RagStore(path)`` opens a Qdrant Edge store folder, ``RagStore(path, engine="local")`` a
+    qdrant-client local-mode folder, ``RagStore(url=...)`` a Qdrant server.
+    """
 
     def __init__(
         self,
         path: str | os.PathLike | None = None,
         url: str | None = None,
         api_key: str | None = None,
+        engine: str = "edge",
     ) -> None:
-        from qdrant_client import QdrantClient
-
-        if url:
-            self.client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
-            self.location = url
-        else:
-            folder = Path(path) if path is not None else default_qdrant_path()
-            folder.mkdir(parents=True, exist_ok=True)
-            self.client = QdrantClient(path=str(folder))
-            self.location = str(folder)
+        self.backend = open_backend(path, url, api_key, engine)
+        self.engine = "server" if url else engine
+        self.location = self.backend.location
 
     def close(self) -> None:
-        self.client.close()
+        self.backend.close()
 
     def __enter__(self) -> RagStore:
         return self
@@ -101,36 +178,28 @@ class RagStore:
 
     # ------------------------------------------------------------------ collections
     def exists(self, collection: str) -> bool:
-        return self.client.collection_exists(collection)
+        return self.backend.exists(collection)
 
     def identity(self, collection: str) -> dict[str, Any]:
         """The identity stored with ``collection``; MissingCollection if there is none."""
         if not self.exists(collection):
-            names = sorted(c.name for c in self.client.get_collections().collections)
+            names = self.backend.names()
+            hint = local_mode_hint(collection) if self.engine == "edge" else ""
             raise MissingCollection(
                 f"no collection {collection!r} at {self.location} "
-                f"(existing: {', '.join(names) or 'none'}); build it with `gemlm rag index`"
+                f"(existing: {', '.join(names) or 'none'}); build it with `gemlm rag index`" + hint
             )
-        info = self.client.get_collection(collection)
-        meta = (info.config.metadata or {}).get(META_KEY)
+        meta = self.backend.metadata(collection)
         if not isinstance(meta, dict):
             raise ModelMismatch(f"collection {collection!r} was not built by gemlm (no metadata)")
         return meta
 
     def ensure(self, collection: str, identity: dict[str, Any], extra: dict | None = None) -> bool:
         """Create ``collection`` for ``identity``, or check an existing one; True if created."""
-        from qdrant_client import models
-
         if self.exists(collection):
             self.check(collection, identity)
             return False
-        self.client.create_collection(
-            collection,
-            vectors_config=models.VectorParams(
-                size=identity["dimension"], distance=models.Distance.COSINE
-            ),
-            metadata={META_KEY: {**identity, **(extra or {})}},
-        )
+        self.backend.create(collection, int(identity["dimension"]), {**identity, **(extra or {})})
         return True
 
     def check(self, collection: str, identity: dict[str, Any]) -> dict[str, Any]:
@@ -149,65 +218,49 @@ class RagStore:
         return stored
 
     def count(self, collection: str) -> int:
-        return self.client.count(collection, exact=True).count
+        return self.backend.count(collection)
+
+    def optimize(self, collection: str) -> bool:
+        """Build the search index for what was written; True if anything was rebuilt.
+
+        Qdrant Edge has no background optimizer: new points sit in an unindexed segment
+        (searched exhaustively) until this runs, which builds HNSW for segments above the
+        indexing threshold (10 MB of vectors) and vacuums deleted points. ``index_paths`` calls
+        it after each run. A no-op for qdrant-client (a server optimizes by itself; local mode
+        always searches exhaustively).
+        """
+        return self.backend.optimize(collection)
 
     # ------------------------------------------------------------------ points
     def existing_ids(self, collection: str, ids: list[str]) -> set[str]:
         """Which of ``ids`` are already stored (used to skip work on a re-run)."""
-        found: set[str] = set()
-        for i in range(0, len(ids), 256):
-            points = self.client.retrieve(
-                collection, ids[i : i + 256], with_payload=False, with_vectors=False
-            )
-            found.update(str(p.id) for p in points)
-        return found
+        return self.backend.existing_ids(collection, list(ids))
 
     def upsert(
         self, collection: str, ids: list[str], vectors: Any, payloads: list[dict[str, Any]]
     ) -> None:
         """Write one batch and wait for it: what was written survives an interruption."""
-        from qdrant_client import models
-
-        points = [
-            models.PointStruct(id=i, vector=[float(x) for x in v], payload=p)
-            for i, v, p in zip(ids, vectors, payloads, strict=True)
-        ]
-        self.client.upsert(collection, points=points, wait=True)
+        if len(payloads) != len(ids):
+            raise RagError(f"{len(ids)} ids but {len(payloads)} payloads")
+        if ids:
+            self.backend.upsert(collection, list(ids), as_matrix(vectors, len(ids)), payloads)
 
     def ids_for_source(self, collection: str, source: str) -> set[str]:
-        from qdrant_client import models
-
-        flt = models.Filter(
-            must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))]
-        )
-        out: set[str] = set()
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                collection, scroll_filter=flt, limit=512, offset=offset, with_payload=False
-            )
-            out.update(str(p.id) for p in points)
-            if offset is None:
-                return out
+        return self.backend.ids_for_source(collection, source)
 
     def delete(self, collection: str, ids: Iterable[str]) -> None:
-        from qdrant_client import models
-
         ids = list(ids)
         if ids:
-            self.client.delete(
-                collection, points_selector=models.PointIdsList(points=ids), wait=True
-            )
+            self.backend.delete(collection, ids)
 
     def search(self, collection: str, vector: Any, top_k: int) -> list[Hit]:
         """The ``top_k`` nearest passages by cosine; EmptyCollection if nothing is indexed."""
         if top_k < 1:
             raise RagError(f"top_k must be >= 1, got {top_k}")
-        if self.count(collection) == 0:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        hits = self.backend.search(collection, query, top_k)
+        if not hits and self.count(collection) == 0:  # counted only when nothing came back
             raise EmptyCollection(
                 f"collection {collection!r} is empty; add documents with `gemlm rag index`"
             )
-        res = self.client.query_points(
-            collection, query=[float(x) for x in vector], limit=top_k, with_payload=True
-        )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in res.points]
+        return hits
