@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 MODELS := $(VENV)/.models
 
-.PHONY: setup demo test test-slow lint format bench gemma clean
+.PHONY: setup demo test test-slow test-ray lint format bench gemma clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(STAMP)
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+# The slow Ray tests (an interrupted run resumed, a two-node cluster by address): ~2 min.
+test-ray: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/test_distributed.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gemlm tests benchmarks

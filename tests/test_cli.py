@@ -1,11 +1,24 @@
 from __future__ import annotations
 
+import ast
 import json
+import re
+import subprocess
+import sys
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
 
 import numpy as np
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from gemlm.cli import app
+from gemlm.cli.options import fail
+
+CLI_DIR = Path(__file__).resolve().parents[1] / "gemlm" / "cli"
+HEAVY = ("torch", "transformers", "qdrant_client", "ray")  # loaded when a command runs
+COMMANDS = ["info", "embed", "similarity", "generate", "chat", "demo", "train", "serve", "eval"]
 
 runner = CliRunner()
 
@@ -56,3 +69,66 @@ def test_errors_are_one_clear_line() -> None:
     assert r.exit_code == 2 and "no such file" in r.output
     r = run("embed")
     assert r.exit_code == 2
+
+
+def cli_modules() -> dict[str, Path]:
+    """gemlm.cli and each module in it, by dotted name."""
+    return {
+        "gemlm.cli" if f.stem == "__init__" else f"gemlm.cli.{f.stem}": f
+        for f in sorted(CLI_DIR.glob("*.py"))
+    }
+
+
+def cli_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The gemlm.cli modules that ``name`` imports, at the top or inside a function."""
+    package = "gemlm.cli"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            targets = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found |= {t for t in targets if t in known and t != name}
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(cli_modules()))
+def test_each_cli_module_imports_alone_and_light(module: str) -> None:
+    code = f"import sys, {module}; print([m for m in {HEAVY!r} if m in sys.modules])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"{module} imports {r.stdout.strip()} at import time"
+
+
+def test_cli_modules_import_each_other_without_a_cycle() -> None:
+    modules = cli_modules()
+    graph = {name: cli_imports(name, path, set(modules)) for name, path in modules.items()}
+    assert graph["gemlm.cli.options"] == set(), "options is the leaf every command shares"
+    assert graph["gemlm.cli.main"] >= {"gemlm.cli.rag", "gemlm.cli.models"}
+    try:
+        list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:  # pragma: no cover - the failure message
+        pytest.fail(f"import cycle in gemlm/cli: {exc.args[1]}")
+
+
+def test_help_lists_every_command() -> None:
+    r = run("--help")
+    assert r.exit_code == 0, r.output
+    for name in [*COMMANDS, "rag"]:
+        assert re.search(rf"^\W*{name}\s", r.output, re.M), f"{name} not in gemlm --help"
+    r = run("rag", "--help")
+    assert r.exit_code == 0, r.output
+    for name in ["index", "ask"]:
+        assert re.search(rf"^\W*{name}\s", r.output, re.M), f"{name} not in gemlm rag --help"
+
+
+def test_fail_prints_one_escaped_line_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    exit_ = fail(ValueError("bad value [default: x]"))
+    assert isinstance(exit_, typer.Exit) and exit_.exit_code == 2
+    assert capsys.readouterr().out == "error: bad value [default: x]\n"
+    assert fail("locked", code=1, stderr=True).exit_code == 1
+    assert capsys.readouterr().err == "error: locked\n"

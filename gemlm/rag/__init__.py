@@ -4,8 +4,9 @@ Modules: ``documents`` (readers + token-aware chunking), ``store`` (vector store
 model identity stored per collection) and its engines ``edge`` (Qdrant Edge in-process, the
 default) and ``client`` (qdrant-client: local mode or a Qdrant server), ``prompting`` (chat
 prompt with numbered sources), ``reuse`` (query embedding + prefill in one forward), ``ask``
-(retrieve + answer, streaming variant), ``indexing`` (files -> passages -> vectors -> store),
-``cli`` (``gemlm rag``). Nothing heavy is imported here, so ``gemlm --help`` stays fast.
+(retrieve + answer, streaming variant) and ``indexing`` (files -> passages -> vectors ->
+store); the command line (``gemlm rag``) is ``gemlm/cli/rag.py``. Nothing heavy is imported
+here, so ``gemlm --help`` stays fast.
 """
 
 from __future__ import annotations

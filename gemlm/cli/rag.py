@@ -1,4 +1,7 @@
-"""``gemlm rag index`` and ``gemlm rag ask``. Light at import: models and Qdrant load inside."""
+"""``gemlm rag index`` and ``gemlm rag ask``. Light at import: models and Qdrant load inside.
+
+Messages go to stderr (``err_console``) so that ``ask --json`` leaves stdout to the JSON.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +9,44 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from .options import (
+    ActorsOpt,
+    AddressOpt,
+    CollectionOpt,
+    DtypeOpt,
+    QdrantApiKeyOpt,
+    QdrantPathOpt,
+    QdrantUrlOpt,
+    StoreOpt,
+    err_console,
+    fail,
+    load,
+)
+
+if TYPE_CHECKING:
+    from ..rag.store import RagStore
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="RAG with one model: index files into Qdrant, then retrieve and answer.",
 )
-console = Console(stderr=True)
-
-CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Qdrant collection name.")]
-QdrantPathOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Local store folder, no server needed [default: $GEMLM_HOME/qdrant-edge, or "
-        "$GEMLM_HOME/qdrant with --store local]."
-    ),
-]
-StoreOpt = Annotated[
-    Literal["edge", "local"],
-    typer.Option(
-        "--store",
-        help="Local engine: edge (Qdrant Edge in-process: HNSW, on disk) or local "
-        "(qdrant-client local mode, for folders built with it). Ignored with --qdrant-url.",
-    ),
-]
-QdrantUrlOpt = Annotated[
-    str | None, typer.Option(help="A Qdrant server or cluster URL instead of a local folder.")
-]
-ApiKeyOpt = Annotated[
-    str | None, typer.Option(envvar="QDRANT_API_KEY", help="API key for --qdrant-url.")
-]
-DtypeOpt = Annotated[
-    str, typer.Option(help="auto (bf16 where the CPU has it), float32 or bfloat16.")
-]
 
 
-def _fail(exc: BaseException, code: int = 2) -> typer.Exit:
-    console.print(f"[red]error:[/red] {escape(str(exc))}")
-    return typer.Exit(code)
-
-
-def _open_store(qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None, store: str):
-    from .store import RagError, RagStore
+def open_store(
+    qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None, store: str
+) -> RagStore:
+    from ..rag.store import RagError, RagStore
 
     try:
         return RagStore(path=qdrant_path, url=qdrant_url, api_key=api_key, engine=store)
     except (RagError, RuntimeError) as exc:  # a foreign or locked folder, an unknown engine
-        raise _fail(exc) from exc
+        raise fail(exc, stderr=True) from exc
 
 
 @app.command()
@@ -67,15 +56,15 @@ def index(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Embedding model.")] = None,
     dtype: DtypeOpt = "auto",
     chunk_tokens: Annotated[
-        int | None, typer.Option(help="Tokens per passage [default: 256 or what fits].")
+        int | None, typer.Option(help="Tokens per passage (default: 256 or what fits).")
     ] = None,
     overlap: Annotated[
-        int | None, typer.Option(help="Tokens shared by neighbours [default: chunk/8, <= 32].")
+        int | None, typer.Option(help="Tokens shared by neighbours (default: chunk/8, <= 32).")
     ] = None,
     batch_size: int = 32,
     qdrant_path: QdrantPathOpt = None,
     qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: ApiKeyOpt = None,
+    qdrant_api_key: QdrantApiKeyOpt = None,
     store: StoreOpt = "edge",
     engine: Annotated[
         Literal["local", "ray"],
@@ -84,27 +73,20 @@ def index(
             "(pip install 'gemlm\\[ray]')."
         ),
     ] = "local",
-    actors: Annotated[
-        int | None,
-        typer.Option(min=1, help="ray: model actors [default: cluster CPUs / threads per actor]."),
-    ] = None,
+    actors: ActorsOpt = None,
     threads_per_actor: Annotated[
         int, typer.Option(min=1, help="ray: torch threads per actor.")
     ] = 1,
-    address: Annotated[
-        str | None,
-        typer.Option(envvar="RAY_ADDRESS", help="ray: a running cluster; else a local Ray."),
-    ] = None,
+    address: AddressOpt = None,
 ) -> None:
     """Split files into passages, embed them (encode_document) and store them in Qdrant."""
-    from ..cli import load
+    from ..rag.indexing import index_paths
+    from ..rag.store import RagError, model_id_for
     from ..sources import DEFAULT_MODEL
-    from .indexing import index_paths
-    from .store import RagError, model_id_for
 
     name = model or DEFAULT_MODEL
     m = load(name, dtype)
-    with _open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
+    with open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             common = dict(
@@ -133,14 +115,14 @@ def index(
                 else:
                     report = index_paths(m, db, collection, list(paths), **common)
             except (RagError, ValueError) as exc:
-                raise _fail(exc) from exc
+                raise fail(exc, stderr=True) from exc
         for w in caught:
             if "skipping" in str(w.message) or "lines skipped" in str(w.message):
-                console.print(f"[yellow]warning:[/yellow] {w.message}")
+                err_console.print(f"[yellow]warning:[/yellow] {w.message}")
         total = db.count(collection) if db.exists(collection) else 0
     if report.passages == 0:
-        raise _fail(ValueError("no readable text found in the given paths"))
-    console.print(
+        raise fail("no readable text found in the given paths", stderr=True)
+    err_console.print(
         f"[green]{collection}[/green]: {report.files} files, {report.passages} passages "
         f"({report.added} added, {report.already_present} already present, "
         f"{report.removed} stale removed); {total} in the collection"
@@ -169,19 +151,18 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     qdrant_path: QdrantPathOpt = None,
     qdrant_url: QdrantUrlOpt = None,
-    qdrant_api_key: ApiKeyOpt = None,
+    qdrant_api_key: QdrantApiKeyOpt = None,
     store: StoreOpt = "edge",
 ) -> None:
     """Retrieve passages for a question and answer from them with citations (streamed)."""
-    from ..cli import load
-    from .ask import RagEngine
-    from .store import RagError, model_id_for
+    from ..rag.ask import RagEngine
+    from ..rag.store import RagError, model_id_for
 
-    with _open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
+    with open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
         try:
             stored = db.identity(collection)
         except RagError as exc:
-            raise _fail(exc) from exc
+            raise fail(exc, stderr=True) from exc
         name = model or stored["model"]
         m = load(name, dtype)
         try:
@@ -192,7 +173,7 @@ def ask(
                 question, max_new_tokens=max_new_tokens, temperature=temperature
             )
         except (RagError, ValueError) as exc:
-            raise _fail(exc) from exc
+            raise fail(exc, stderr=True) from exc
         if as_json:
             result = stream.result()
             sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
