@@ -25,10 +25,11 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from gemlm.adapter import SpecialGate
+from gemlm.corpus import load_texts
 from gemlm.model import GEMModel, default_dtype
 from gemlm.paths import data_dir
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
-from gemlm.training.data import load_texts, tokenize_and_chunk, tokenize_texts
+from gemlm.training.data import tokenize_and_chunk, tokenize_texts
 from gemlm.training.losses import LogitScale
 from gemlm.training.trainer import GEMTrainingModule, apply_lora
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
+from gemlm.corpus import load_texts, train_eval_split
 from gemlm.model import GEMModel, default_dtype
 from gemlm.paths import data_dir
 from gemlm.training.config import GEMTrainingConfig
-from gemlm.training.data import load_texts, train_eval_split
 from gemlm.training.quick_eval import quick_eval
 from gemlm.training.run import train
 

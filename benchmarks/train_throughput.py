@@ -31,10 +31,11 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from gemlm.adapter import SpecialGate
+from gemlm.corpus import load_texts
 from gemlm.model import GEMModel
 from gemlm.paths import data_dir
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
-from gemlm.training.data import load_texts, tokenize_and_chunk, tokenize_texts
+from gemlm.training.data import tokenize_and_chunk, tokenize_texts
 from gemlm.training.losses import LogitScale, info_nce, ntp_loss, special_readout
 from gemlm.training.module import GEMTrainingModule, bf16_frozen_linears
 from gemlm.training.trainer import apply_lora

@@ -185,7 +185,7 @@ def score_mc(scorer: LoglikScorer, items: list[MCItem], macro: bool = False) -> 
 
 def heldout_wikipedia(data: Path, source: str, eval_rows: int, seed: int) -> list[str]:
     """The training recipe's held-out slice of the Wikipedia text (never trained on)."""
-    from ..training.data import load_texts, train_eval_split
+    from ..corpus import load_texts, train_eval_split
 
     _, heldout = train_eval_split(load_texts(data / source), eval_rows=eval_rows, seed=seed)
     return list(heldout["text"])

@@ -1,6 +1,6 @@
 """Self-supervised (query, positive) pairs for the contrastive stage, cut from whole documents.
 
-Documents are ``(title, paragraphs)`` rows as :func:`gemlm.training.data.load_documents`
+Documents are ``(title, paragraphs)`` rows as :func:`gemlm.corpus.load_documents`
 returns them. Four sources (Contriever / ICT style, no labels needed):
 
 * ``dropout``: one sentence twice; the collator applies token dropout to the positive.

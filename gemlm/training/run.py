@@ -21,17 +21,12 @@ import torch
 from transformers import TrainingArguments
 
 from ..adapter import ADAPTER_DIR, SpecialGate
+from ..corpus import load_documents, load_texts, train_eval_split
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
 from .collator import ContrastiveCollator, GEMCollator
 from .config import GEMTrainingConfig
-from .data import (
-    load_documents,
-    load_texts,
-    tokenize_and_chunk,
-    tokenize_texts,
-    train_eval_split,
-)
+from .data import tokenize_and_chunk, tokenize_texts
 from .losses import LogitScale
 from .module import GEMTrainingModule, bf16_frozen_linears
 from .pairs import make_pairs, split_sentences, tokenize_pairs

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from gemlm.corpus import load_texts, train_eval_split
 from gemlm.paths import data_dir
-from gemlm.training.data import load_texts, tokenize_and_chunk, tokenize_texts, train_eval_split
+from gemlm.training.data import tokenize_and_chunk, tokenize_texts
 
 try:
     WIKI_FILE = data_dir() / "wikipedia_en_wikiextractor/AA/wiki_00"

@@ -9,7 +9,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from gemlm.training.data import load_documents, wiki_documents
+from gemlm.corpus import load_documents, wiki_documents
 from gemlm.training.pairs import (
     ASYMMETRIC,
     PAIR_SOURCES,
