@@ -224,6 +224,7 @@ def mteb_encoder(encoder: TextEncoder) -> Any:
     class _Adapter(AbsEncoder):
         def __init__(self) -> None:
             self.model = encoder
+            self.texts_embedded = 0  # every text mteb asks for, repeats included
             name = "gemlm/" + "".join(
                 c if c.isalnum() or c in "-_." else "_" for c in encoder.spec.label
             )
@@ -242,6 +243,7 @@ def mteb_encoder(encoder: TextEncoder) -> Any:
             **kwargs: Any,
         ) -> np.ndarray:
             texts = [t for batch in inputs for t in batch["text"]]
+            self.texts_embedded += len(texts)
             role = {PromptType.query: "query", PromptType.document: "document"}.get(prompt_type)
             return np.asarray(encoder.embed(texts, role), dtype=np.float32)
 

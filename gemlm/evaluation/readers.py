@@ -1,8 +1,11 @@
 """Read the local files a :class:`TaskSpec` names into plain Python rows, checking the content.
 
-Every problem raises :class:`SpecError` naming the spec and the field: a column the file does not
-have, an empty split, a label column with a single class (or a non-binary pair label), a score
-outside the declared range. :func:`read_task` runs for every task before any model is loaded.
+Rows with an empty text, sentence, label or score are skipped and counted per split and reason
+(:attr:`TaskData.skipped`, listed by :meth:`TaskData.summary` in the report). Every problem raises
+:class:`SpecError` naming the spec and the field: a column the file does not have, an empty
+split, a label column with a single class (or a non-binary pair label), a label missing from
+``label_map``, a score outside the declared range. :func:`read_task` runs for every task before
+any model is loaded.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import csv
 import json
 import random
-import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .specs import SpecError, TableSpec, TaskSpec, check_files
+from .specs import SpecError, TaskSpec
+from .tables import ENCODING, check_files, read_table
 
-csv.field_size_limit(2**31 - 1)
+EMPTY_ORDER = ("score", "label", "text", "sentence1", "sentence2")  # the reason a row is skipped
+WHERE = "where"  # the skip reason of rows dropped by a ``where`` filter
 
 
 @dataclass
@@ -29,89 +34,81 @@ class TaskData:
     corpus: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> {title, text}
     queries: dict[str, str] = field(default_factory=dict)
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    read: dict[str, int] = field(default_factory=dict)  # rows per split before any subset
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> reason -> rows
 
     def sizes(self) -> dict[str, int]:
-        """Row counts, for the report."""
+        """Row counts."""
         if self.spec.type == "retrieval":
             return {"queries": len(self.queries), "corpus": len(self.corpus)}
         return {split: len(rows) for split, rows in self.splits.items()}
 
+    def summary(self) -> str:
+        """The texts to embed per split, of how many read, and the rows skipped, e.g.
+        ``test 1,379 pairs = 2,758 texts, 12 rows skipped (empty score)``."""
+        sizes = self.sizes()
+        if self.spec.type == "retrieval":
+            parts = [
+                f"{k} {self._count(k, n)}{_skips(self.skipped.get(k))}" for k, n in sizes.items()
+            ]
+            return " + ".join(parts) + f" = {_plural(sum(sizes.values()), 'text')}"
+        pairs = self.spec.type in ("sts", "pair_classification")
+        out = []
+        for split, n in sizes.items():
+            count = self._count(split, n, "pair" if pairs else "text")
+            texts = f"{count} = {_plural(2 * n, 'text')}" if pairs else count
+            out.append(f"{split} {texts}{_skips(self.skipped.get(split))}")
+        return "; ".join(out)
 
-def read_table(table: TableSpec, data: Path, spec: TaskSpec) -> list[dict[str, Any]]:
-    """Rows of ``table`` as {role: value}; a missing column raises naming ``columns.<role>``."""
-    path = data / table.file
-    if table.format == "jsonl":
-        records = [json.loads(line) for line in _lines(path) if line.strip()]
-        header = list(records[0]) if records else []
-        rows = [[r.get(h) for h in header] for r in records]
-    elif table.format == "lines":
-        raw = [line for line in _lines(path) if line.strip()]
-        ncols = max(len(table.columns), 1)
-        if table.header and raw:
-            header = raw[0].rsplit(table.sep, ncols - 1)
-            raw = raw[1:]
-        else:
-            header = []
-        rows = [line.rsplit(table.sep, ncols - 1) for line in raw]  # split on the LAST delimiters
-    else:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.reader(f, delimiter=table.sep) if r]
-        header = rows.pop(0) if table.header and rows else []
-    index = {}
-    for role, col in table.columns.items():
-        if isinstance(col, int) and not isinstance(col, bool):
-            width = min((len(r) for r in rows), default=0)
-            if col >= width and rows:
-                raise SpecError(
-                    spec.source_file,
-                    f"columns.{role}",
-                    f"column index {col} not in {path} ({width} columns)",
-                )
-            index[role] = col
-        elif header and col in header:
-            index[role] = header.index(col)
-        else:
-            have = header if header else "no header: use 0-based column indices"
-            raise SpecError(
-                spec.source_file, f"columns.{role}", f"column {col!r} not in {path} (has: {have})"
-            )
-    out = []
-    for r in rows:
-        row = {role: (r[i] if i < len(r) else None) for role, i in index.items()}
-        if table.text_parse == "sentence_list" and "text" in row:
-            row["text"] = sentence_list(row["text"] or "")
-        out.append(row)
+    def _count(self, split: str, n: int, unit: str = "") -> str:
+        """``1,000 of 3,080 texts`` when a subset was drawn, else ``3,080 texts``."""
+        read = self.read.get(split, n)
+        of = f"{n:,} of {read:,}" if read != n else f"{n:,}"
+        return f"{of} {unit}{'' if read == 1 else 's'}" if unit else of
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _skips(reasons: dict[str, int] | None) -> str:
+    """``, 3 rows filtered out (where), 12 rows skipped (empty score)`` or ``""``."""
+    reasons = dict(reasons or {})
+    out = ""
+    if reasons.get(WHERE):
+        out += f", {_plural(reasons.pop(WHERE), 'row')} filtered out (where)"
+    reasons = {k: v for k, v in reasons.items() if v}
+    if reasons:
+        why = ", ".join(f"{v:,} {k}" for k, v in reasons.items())
+        why = next(iter(reasons)) if len(reasons) == 1 else why
+        out += f", {_plural(sum(reasons.values()), 'row')} skipped ({why})"
     return out
 
 
-def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines()
-
-
-def sentence_list(value: str) -> str:
-    """A Python/numpy-style list of quoted sentences joined with spaces.
-
-    >>> sentence_list("['One.' 'Two \\"x\\".'\\n \\"It's three.\\"]")
-    'One. Two "x". It\\'s three.'
-    """
-    value = value.strip()
-    if not value.startswith("["):
-        return value
-    parts = re.findall(r"'((?:[^'\\]|\\.|'(?![\s\]]))*)'|\"((?:[^\"\\]|\\.)*)\"", value)
-    return " ".join((a or b).replace("\\'", "'").replace('\\"', '"') for a, b in parts).strip()
-
-
 def read_task(spec: TaskSpec, data: Path, limit: int | None = None) -> TaskData:
-    """Read and check every file of ``spec``; apply the spec's subset, then ``limit``."""
+    """Read and check every file of ``spec``; apply the spec's subsets, then ``limit``."""
     check_files(spec, data)
     if spec.type == "retrieval":
         return _read_retrieval(spec, data, limit)
     task = TaskData(spec)
     for split, table in spec.splits.items():
-        rows = read_table(table, data, spec)
+        rows, dropped = read_table(table, data, spec)
+        rows, positions, skipped = _skip_empty(rows)
+        task.skipped[split] = {WHERE: dropped, **skipped} if dropped else skipped
         if not rows:
-            raise SpecError(spec.source_file, f"splits.{split}", f"{data / table.file} has no rows")
-        task.splits[split] = _check_rows(spec, split, rows)
+            files = ", ".join(str(data / f) for f in table.files)
+            raise SpecError(
+                spec.source_file,
+                f"splits.{split}",
+                f"{files} has no rows{_skips(task.skipped[split])}",
+            )
+        task.splits[split] = _check_rows(spec, split, rows, positions)
+        task.read[split] = len(rows)
+    if spec.train_sample and spec.train_sample.n:
+        train = _subset(task.splits["train"], spec.train_sample.n, spec.train_sample.seed)
+        if len({r["label"] for r in train}) < 2:
+            raise SpecError(spec.source_file, "train_sample", "the sample has a single class")
+        task.splits["train"] = train
     ev = spec.eval_split
     if spec.sample and spec.sample.n:
         task.splits[ev] = _subset(task.splits[ev], spec.sample.n, spec.sample.seed)
@@ -130,27 +127,38 @@ def _subset(rows: list[Any], n: int, seed: int) -> list[Any]:
     return [rows[i] for i in keep]
 
 
-def _check_rows(spec: TaskSpec, split: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _skip_empty(
+    rows: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[int], dict[str, int]]:
+    """The rows without an empty role value, their positions, and {"empty <role>": count}."""
+    kept, positions, reasons = [], [], Counter()
+    for i, row in enumerate(rows):
+        role = next((k for k in EMPTY_ORDER if k in row and _empty(row[k])), None)
+        if role:
+            reasons[f"empty {role}"] += 1
+        else:
+            kept.append(row)
+            positions.append(i)
+    return kept, positions, dict(reasons)
+
+
+def _check_rows(
+    spec: TaskSpec, split: str, rows: list[dict[str, Any]], positions: list[int]
+) -> list[dict[str, Any]]:
+    """Type every row's values in place (score float, labels str or 0/1); raise on bad ones."""
     where = spec.source_file
     for role in ("text", "sentence1", "sentence2"):
-        for i, r in enumerate(rows):
+        for i, r in zip(positions, rows, strict=True):
             if role in r and not isinstance(r[role], str):
                 raise SpecError(where, f"columns.{role}", f"split {split!r} row {i}: no text")
     if spec.type == "sts":
-        lo, hi = spec.score_range or (0.0, 5.0)
-        for i, r in enumerate(rows):
-            try:
-                r["score"] = float(r["score"])
-            except (TypeError, ValueError):
-                raise SpecError(
-                    where, "columns.score", f"split {split!r} row {i}: not a number: {r['score']!r}"
-                ) from None
-            if not lo <= r["score"] <= hi:
-                raise SpecError(
-                    where,
-                    "score_range",
-                    f"split {split!r} row {i}: score {r['score']} outside [{lo}, {hi}]",
-                )
+        _check_scores(spec, split, rows, positions)
+    if spec.label_map is not None:
+        _map_labels(spec, split, rows, positions)
     if spec.type in ("classification", "clustering"):
         classes = {str(r["label"]) for r in rows}
         if len(classes) < 2 and (spec.type == "clustering" or split == "train"):
@@ -158,7 +166,7 @@ def _check_rows(spec: TaskSpec, split: str, rows: list[dict[str, Any]]) -> list[
         for r in rows:
             r["label"] = str(r["label"])
     if spec.type == "pair_classification":
-        for i, r in enumerate(rows):
+        for i, r in zip(positions, rows, strict=True):
             label = str(r["label"]).strip().lower()
             if label not in ("0", "1", "true", "false", "0.0", "1.0"):
                 raise SpecError(
@@ -172,6 +180,43 @@ def _check_rows(spec: TaskSpec, split: str, rows: list[dict[str, Any]]) -> list[
     return rows
 
 
+def _check_scores(
+    spec: TaskSpec, split: str, rows: list[dict[str, Any]], positions: list[int]
+) -> None:
+    lo, hi = spec.score_range or (0.0, 5.0)
+    for i, r in zip(positions, rows, strict=True):
+        try:
+            r["score"] = float(r["score"])
+        except (TypeError, ValueError):
+            raise SpecError(
+                spec.source_file,
+                "columns.score",
+                f"split {split!r} row {i}: not a number: {r['score']!r}",
+            ) from None
+        if not lo <= r["score"] <= hi:
+            raise SpecError(
+                spec.source_file,
+                "score_range",
+                f"split {split!r} row {i}: score {r['score']} outside [{lo}, {hi}]",
+            )
+
+
+def _map_labels(
+    spec: TaskSpec, split: str, rows: list[dict[str, Any]], positions: list[int]
+) -> None:
+    """Replace each raw label by its ``label_map`` value; an unmapped label is an error."""
+    mapping = spec.label_map or {}
+    for i, r in zip(positions, rows, strict=True):
+        key = str(r["label"]).strip()
+        if key not in mapping:
+            raise SpecError(
+                spec.source_file,
+                "label_map",
+                f"split {split!r} row {i}: label {key!r} is not mapped (keys: {sorted(mapping)})",
+            )
+        r["label"] = mapping[key]
+
+
 def _read_retrieval(spec: TaskSpec, data: Path, limit: int | None) -> TaskData:
     task = TaskData(spec)
     if spec.source == "squad":
@@ -179,14 +224,7 @@ def _read_retrieval(spec: TaskSpec, data: Path, limit: int | None) -> TaskData:
     elif spec.source == "beir":
         _read_beir(task, data / spec.path)
     else:
-        assert spec.corpus and spec.queries and spec.qrels
-        for r in read_table(spec.corpus, data, spec):
-            task.corpus[str(r["id"])] = {"title": r.get("title") or "", "text": r["text"] or ""}
-        for r in read_table(spec.queries, data, spec):
-            task.queries.setdefault(str(r["id"]), r["text"])  # rows may repeat a query
-        for r in read_table(spec.qrels, data, spec):
-            score = int(float(r.get("score") or 1))
-            task.qrels.setdefault(str(r["query"]), {})[str(r["doc"])] = score
+        _read_tables(task, data)
     where = spec.source_file
     task.queries = {q: t for q, t in task.queries.items() if q in task.qrels}
     if not task.queries:
@@ -200,6 +238,7 @@ def _read_retrieval(spec: TaskSpec, data: Path, limit: int | None) -> TaskData:
             "qrels",
             f"{len(missing)} judged documents are not in the corpus, e.g. {sorted(missing)[:3]}",
         )
+    task.read = {"queries": len(task.queries), "corpus": len(task.corpus)}
     n = spec.sample.n if spec.sample else None
     for count, seed in ((n, spec.sample.seed if spec.sample else 0), (limit, 0)):
         if count:
@@ -221,9 +260,26 @@ def _read_retrieval(spec: TaskSpec, data: Path, limit: int | None) -> TaskData:
     return task
 
 
+def _read_tables(task: TaskData, data: Path) -> None:
+    """Corpus, queries and qrels from three tables (rows dropped by ``where`` are counted)."""
+    spec = task.spec
+    assert spec.corpus and spec.queries and spec.qrels
+    corpus, dropped = read_table(spec.corpus, data, spec)
+    task.skipped["corpus"] = {WHERE: dropped}
+    for r in corpus:
+        task.corpus[str(r["id"])] = {"title": r.get("title") or "", "text": r["text"] or ""}
+    queries, dropped = read_table(spec.queries, data, spec)
+    task.skipped["queries"] = {WHERE: dropped}
+    for r in queries:
+        task.queries.setdefault(str(r["id"]), r["text"])  # rows may repeat a query
+    for r in read_table(spec.qrels, data, spec)[0]:
+        score = int(float(r.get("score") or 1))
+        task.qrels.setdefault(str(r["query"]), {})[str(r["doc"])] = score
+
+
 def _read_squad(task: TaskData, path: Path) -> None:
     """SQuAD v1.1 JSON: each question's relevant document is its paragraph."""
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw = json.loads(path.read_text(encoding=ENCODING))
     for a, article in enumerate(raw.get("data", [])):
         for p, para in enumerate(article.get("paragraphs", [])):
             doc = f"{a}-{p}"
@@ -235,15 +291,16 @@ def _read_squad(task: TaskData, path: Path) -> None:
 
 def _read_beir(task: TaskData, folder: Path) -> None:
     """A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."""
-    for line in _lines(folder / "corpus.jsonl"):
+    for line in (folder / "corpus.jsonl").read_text(encoding=ENCODING).splitlines():
         if line.strip():
             r = json.loads(line)
             task.corpus[str(r["_id"])] = {"title": r.get("title", ""), "text": r.get("text", "")}
-    for line in _lines(folder / "queries.jsonl"):
+    for line in (folder / "queries.jsonl").read_text(encoding=ENCODING).splitlines():
         if line.strip():
             r = json.loads(line)
             task.queries[str(r["_id"])] = r["text"]
-    with open(folder / f"qrels/{task.spec.eval_split}.tsv", newline="", encoding="utf-8") as f:
+    qrels = folder / f"qrels/{task.spec.eval_split}.tsv"
+    with open(qrels, newline="", encoding=ENCODING) as f:
         rows = list(csv.reader(f, delimiter="\t"))
     for r in rows[1:] if rows and not rows[0][-1].strip().isdigit() else rows:
         task.qrels.setdefault(r[0], {})[r[1]] = int(float(r[2]))

@@ -71,7 +71,7 @@ def markdown(payload: dict[str, Any]) -> str:
         )
         lines.append(f"| {label} | {emb:.0f} | {gen:.0f} |")
     del tasks_by_kind
-    lines += ["", "Subsets (fixed, seeded):", ""]
+    lines += ["", "Data (fixed seeded subsets; rows skipped; texts embedded per model):", ""]
     lines += [f"- **{k}**: {v}" for k, v in meta["subsets"].items()]
     lines += ["", "Models:", ""]
     lines += [f"- **{m['label']}**: `{_spec(m)}`" for m in meta["models"]]

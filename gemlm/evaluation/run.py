@@ -3,6 +3,7 @@ LM load it once, run its encoders through mteb and its generation metrics once, 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import platform
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 from ..paths import data_dir
+from .display import shown_command, shown_data_dir, shown_path
 from .encoders import ModelSpec, TextEncoder, load_backend, mteb_encoder, parse_model_spec
 from .generation_suite import GenerationData, prepare_generation, run_generation
 from .loglik import LoglikScorer
@@ -41,7 +43,8 @@ def evaluate(
     from ..model import _as_dtype
 
     started = time.perf_counter()
-    specs = [parse_model_spec(m) for m in models]
+    # a label defaults to the spec as typed: shown without this machine's absolute paths
+    specs = [_shown_label(parse_model_spec(m)) for m in models]
     if not specs:
         raise ValueError("give at least one --model")
     labels = [s.label for s in specs]
@@ -86,18 +89,19 @@ def evaluate(
 
     meta = {
         "suite": the_suite.name,
-        "suite_file": the_suite.source_file,
-        "command": command or "gemlm " + " ".join(sys.argv[1:]),
-        "data_dir": str(folder),
+        "suite_file": shown_path(the_suite.source_file),
+        "command": shown_command(command or "gemlm " + " ".join(sys.argv[1:])),
+        "data_dir": shown_data_dir(data, folder),
         "limit": limit,
         "dtype": str(torch_dtype).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "seconds_total": round(time.perf_counter() - started, 1),
         "models": [
-            {"label": s.label, "kind": s.kind, "target": s.target, "dims": s.dims} for s in specs
+            {"label": s.label, "kind": s.kind, "target": shown_path(s.target), "dims": s.dims}
+            for s in specs
         ],
-        "subsets": _subsets(tasks, gen),
+        "subsets": _subsets(tasks, gen, results),
     }
     payload = {"meta": meta, "results": results}
     paths = write_report(payload, out)
@@ -115,6 +119,7 @@ def _run_embedding(
     for data in tasks:
         t = time.perf_counter()
         task = build_task(data, quick=limit is not None)
+        before = adapter.texts_embedded
         res = mteb.evaluate(adapter, tasks=[task], cache=None, show_progress_bar=False)
         scores = res.task_results[0].scores[data.spec.eval_split][0]
         main = scores["main_score"] * 100
@@ -124,6 +129,7 @@ def _run_embedding(
             "metric": data.spec.main_score,
             "scores": flat,
             "seconds": time.perf_counter() - t,
+            "texts": adapter.texts_embedded - before,
         }
         log(
             f"  {data.spec.name} {data.spec.main_score}={main:.2f}"
@@ -132,15 +138,26 @@ def _run_embedding(
     return out
 
 
+def _shown_label(spec: ModelSpec) -> ModelSpec:
+    return dataclasses.replace(spec, label=shown_command(spec.label))
+
+
 def _scorer(spec: ModelSpec, backend: Any) -> LoglikScorer:
     if spec.kind == "gem":
         return LoglikScorer(backend.model, backend.tokenizer, exclude_ids=backend.special_ids)
     return LoglikScorer(backend.model, backend.tokenizer)
 
 
-def _subsets(tasks: list[TaskData], gen: GenerationData) -> dict[str, str]:
+def _subsets(
+    tasks: list[TaskData], gen: GenerationData, results: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    """Per task: the rows read, sampled and skipped per split, and the texts mteb embedded."""
     out = {}
     for t in tasks:
-        desc = ", ".join(f"{k} {v:,}" for k, v in t.sizes().items())
-        out[t.spec.name] = f"{desc} ({Path(t.spec.source_file).name})"
+        name = t.spec.name
+        embedded = next(
+            (r[name]["texts"] for r in results.values() if "texts" in r.get(name, {})), None
+        )
+        note = f"; {embedded:,} texts embedded" if embedded is not None else ""
+        out[name] = f"{t.summary()}{note} ({Path(t.spec.source_file).name})"
     return {**out, **gen.subsets}

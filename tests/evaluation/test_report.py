@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from gemlm.evaluation.display import shown_command, shown_data_dir, shown_path
 from gemlm.evaluation.report import markdown
 
 
@@ -28,3 +31,30 @@ def test_models_are_listed_with_their_truncation():
     assert "| TinySTS | cosine_spearman | 50.00 | 50.00 |" in md
     assert "- **full**: `gem:runs/m`\n" in md
     assert "- **d64**: `gem:runs/m@64`\n" in md
+    assert "\n- **TinySTS**: test 3\n" in md
+
+
+def test_paths_are_shown_relative():
+    cwd, home = "/srv/repo", "/home/u"
+    assert shown_path("/srv/repo/runs/m/model", cwd, home) == "runs/m/model"
+    assert shown_path("/srv/shared/data", cwd, home) == "../shared/data"
+    assert shown_path("/home/u/models/m", cwd, home) == "~/models/m"
+    assert shown_path("smollm2-135m-instruct", cwd, home) == "smollm2-135m-instruct"
+    command = (
+        "python /srv/repo/benchmarks/x.py -m A=gem:/srv/repo/runs/a/model@64 "
+        "--data-dir=/home/u/data --out '/srv/repo/o.md' --url http://host/a/b"
+    )
+    assert shown_command(command, cwd, home) == (
+        "python benchmarks/x.py -m A=gem:runs/a/model@64 "
+        "--data-dir=~/data --out 'o.md' --url http://host/a/b"
+    )
+
+
+def test_data_dir_is_shown_as_given(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GEMLM_DATA_DIR", raising=False)
+    assert shown_data_dir("../shared/data", Path("/abs/shared/data")) == "../shared/data"
+    assert shown_data_dir(tmp_path / "d", tmp_path / "d") == "d"
+    assert shown_data_dir(None, tmp_path / "d") == "d"
+    monkeypatch.setenv("GEMLM_DATA_DIR", str(tmp_path / "env"))
+    assert shown_data_dir(None, tmp_path / "env") == "$GEMLM_DATA_DIR = env"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import yaml
 
 from gemlm.evaluation import encoders
+from gemlm.evaluation.display import shown_path
 from gemlm.evaluation.encoders import ModelSpec, parse_model_spec
 from gemlm.evaluation.run import evaluate
 
@@ -43,7 +46,8 @@ def test_eval_every_task_type(tmp_path, task_data, tiny_llama_dir):
     )
 
     results = payload["results"]
-    assert list(results) == ["GEM", f"mean:{tiny_llama_dir}"]
+    # the default label is the spec as typed, its absolute path shown relative (no machine paths)
+    assert list(results) == ["GEM", f"mean:{shown_path(tiny_llama_dir)}"]
     tasks = {
         "TinySTS",
         "TinyCls",
@@ -67,9 +71,18 @@ def test_eval_every_task_type(tmp_path, task_data, tiny_llama_dir):
     assert results["GEM"]["ARC-Easy"]["scores"]["n"] == 3
     assert results["GEM"]["Wiki ppl"]["main"] > 1
     # untrained GEM rows are excluded from the softmax: generation metrics equal the base LM's
-    gem_ppl, base_ppl = (results[m]["Wiki ppl"]["main"] for m in ("GEM", models[1]))
+    gem_ppl, base_ppl = (results[m]["Wiki ppl"]["main"] for m in results)
     assert abs(gem_ppl - base_ppl) < 1e-3 * base_ppl
 
+    subsets = payload["meta"]["subsets"]
+    assert subsets["TinySTS"] == "test 12 pairs = 24 texts; 24 texts embedded (sts.yaml)"
+    assert results["GEM"]["TinySTS"]["texts"] == 24
+    assert subsets["TinyBEIR"].startswith("queries 4 + corpus 9 = 13 texts; 13 texts embedded")
+    cls, embedded = subsets["TinyCls"].split(" texts embedded")[0].rsplit("; ", 1)
+    assert cls == "test 9 texts; train 27 texts" and 9 < int(embedded) < 9 + 27  # train sampled
+    for text in (out.read_text(), out.with_suffix(".json").read_text()):  # no machine paths
+        for path in (tmp_path, task_data, tiny_llama_dir, Path.cwd()):
+            assert not re.search(r"(?<![\w.])" + re.escape(str(path)), text), path
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["results"]["GEM"]["TinySTS"]["main"] == results["GEM"]["TinySTS"]["main"]
     md = out.read_text()
@@ -93,10 +106,13 @@ def test_limit_and_model_specs(tmp_path, task_data, tiny_llama_dir):
     payload = evaluate(
         models, suite=suite, out=tmp_path / "o", data=task_data, limit=2, log=lambda m: None
     )
-    eol, last = (payload["results"][m] for m in models)
-    assert payload["meta"]["subsets"]["TinySTS"].startswith("test 2")
+    eol, last = payload["results"].values()
+    assert payload["meta"]["subsets"]["TinySTS"] == (
+        "test 2 of 12 pairs = 4 texts; 4 texts embedded (sts.yaml)"
+    )
     assert eol["ARC"]["scores"]["n"] == 2 and eol["ARC"]["main"] == last["ARC"]["main"]
-    assert last["ARC"]["shared_with"] == models[0]  # one base LM, generation scored once
+    shown = f"prompteol:{shown_path(tiny_llama_dir)}"
+    assert last["ARC"]["shared_with"] == shown  # one base LM, generation scored once
     assert (tmp_path / "o" / "results.json").is_file() and (tmp_path / "o" / "chart.png").is_file()
     assert parse_model_spec("minilm") == ModelSpec("st", "minilm", "MiniLM-L6-v2")
     assert parse_model_spec("Base=mean:x").label == "Base"
