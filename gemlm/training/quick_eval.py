@@ -88,3 +88,17 @@ def quick_eval(
     if sample_prompt:
         out["sample"] = gem.chat(sample_prompt, max_new_tokens=40)
     return out
+
+
+def eval_copy(gem: GEMModel, saved: Path | None = None) -> GEMModel:
+    """Evaluate as users run it: bf16 where the CPU has it (weights copied, training untouched).
+
+    A gated adapter is evaluated by loading what was saved (base + adapter), as users load it.
+    """
+    import copy
+
+    from ..model import default_dtype
+
+    if saved is not None and gem.config.adapter_scope == "special_only":
+        return GEMModel.from_pretrained(saved, dtype=default_dtype())
+    return GEMModel(copy.deepcopy(gem.model).to(default_dtype()), gem.tokenizer, gem.config)

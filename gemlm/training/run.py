@@ -8,12 +8,13 @@ folder (LoRA merged into the weights) and as a sentence-transformers folder.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..paths import data_dir as default_data_dir
 from .collator import ContrastiveCollator, GEMCollator
 from .config import GEMTrainingConfig
 from .data import tokenize_and_chunk, tokenize_texts
+from .logs import write_logs
 from .losses import LogitScale
 from .module import GEMTrainingModule, bf16_frozen_linears
 from .pairs import make_pairs, split_sentences, tokenize_pairs
@@ -176,30 +178,29 @@ def _run_stage(
     return trainer.state.log_history
 
 
+@dataclass
+class Stage:
+    """One training stage: its folder under ``output_dir``, schedule, and how to build its
+    data, collator and module (built only when the stage runs)."""
+
+    folder: str  # stage1-ntp / stage2-contrastive: checkpoints and final.safetensors
+    tag: str  # the "stage" column of the logs
+    steps: int
+    lr: float
+    batch_size: int
+    build: Callable[[], tuple[Any, Any, GEMTrainingModule]]
+
+
 def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
-    """Run both stages; return a summary (also written to ``output_dir/summary.json``)."""
+    """Run the declared stages; return a summary (also written to ``output_dir/summary.json``)."""
     t0 = time.perf_counter()
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed)
 
-    gem = GEMModel.from_pretrained(
-        cfg.model, num_special_tokens=cfg.num_special_tokens, dtype="float32"
-    )
-    gem.config.max_length = cfg.max_length
-    query_prompt = cfg.prompt if cfg.query_prompt is None else cfg.query_prompt
-    if cfg.prompt or query_prompt:
-        gem.config.prompts = {"query": query_prompt, "document": cfg.prompt}
-        gem.config.default_prompt_name = "document"
-    gem.config.readout_suffix = cfg.readout_suffix
-    tok = gem.tokenizer
-
-    texts = load_texts(_resolve_data(cfg), text_column=cfg.text_column, min_words=cfg.min_words)
-    if cfg.max_train_rows:
-        texts = texts.select(range(min(cfg.max_train_rows + cfg.eval_rows, len(texts))))
-    train_texts, heldout = train_eval_split(texts, eval_rows=cfg.eval_rows, seed=cfg.seed)
-    heldout_texts = list(heldout["text"])
+    gem = _base_model(cfg)
+    train_texts, heldout_texts = _corpus(cfg)
 
     from accelerate import PartialState
 
@@ -207,15 +208,89 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     summary: dict[str, Any] = {"config": cfg.to_dict()}
     data = default_data_dir(cfg.data_dir) if cfg.quick_eval else None
     if cfg.quick_eval and is_main:
-        from .quick_eval import quick_eval
+        from .quick_eval import eval_copy, quick_eval
 
         if not (out / "before.json").exists():  # measured once per run folder
             before = quick_eval(
-                _eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
+                eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
             )
             (out / "before.json").write_text(json.dumps(before))
         summary["before"] = json.loads((out / "before.json").read_text())
 
+    lm = _trainable_lm(cfg, gem)
+    history: list[dict[str, Any]] = []
+    for stage in _stages(cfg, gem, lm, train_texts, heldout_texts):
+        if stage.steps:
+            dataset, collator, module = stage.build()
+            rows = _run_stage(
+                stage.folder,
+                cfg,
+                module,
+                dataset,
+                collator,
+                stage.steps,
+                stage.lr,
+                stage.batch_size,
+                resume,
+            )
+            history += _tag(rows, stage.tag)
+
+    if not is_main:
+        return summary
+    if cfg.tuning == "lora" and cfg.adapter_scope == "all":
+        lm = lm.merge_and_unload()
+    gem.model = lm.eval()
+    final = gem.save_pretrained(out / "model")
+    if cfg.adapter_scope == "all":
+        from ..export import export_sentence_transformers
+
+        export_sentence_transformers(gem, out / "sentence-transformers")
+    else:  # a position-gated LoRA has no sentence-transformers / merged-weights form
+        summary["adapter_bytes"] = sum(
+            f.stat().st_size for f in (final / ADAPTER_DIR).iterdir() if f.is_file()
+        )
+    write_logs(history, out)
+    summary["train_minutes"] = round((time.perf_counter() - t0) / 60, 1)
+    if cfg.quick_eval:
+        from .quick_eval import eval_copy, quick_eval
+
+        summary["after"] = quick_eval(
+            eval_copy(gem, final), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
+        )
+    summary["model"] = str(final)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def query_prompt(cfg: GEMTrainingConfig) -> str:
+    """The prompt before queries (first texts of ict/title pairs): ``prompt`` unless set."""
+    return cfg.prompt if cfg.query_prompt is None else cfg.query_prompt
+
+
+def _base_model(cfg: GEMTrainingConfig) -> GEMModel:
+    """The base model with its GEM tokens and the prompts it is trained (and later used) with."""
+    gem = GEMModel.from_pretrained(
+        cfg.model, num_special_tokens=cfg.num_special_tokens, dtype="float32"
+    )
+    gem.config.max_length = cfg.max_length
+    if cfg.prompt or query_prompt(cfg):
+        gem.config.prompts = {"query": query_prompt(cfg), "document": cfg.prompt}
+        gem.config.default_prompt_name = "document"
+    gem.config.readout_suffix = cfg.readout_suffix
+    return gem
+
+
+def _corpus(cfg: GEMTrainingConfig) -> tuple[Any, list[str]]:
+    """(train texts, held-out texts): the held-out slice is never trained on."""
+    texts = load_texts(_resolve_data(cfg), text_column=cfg.text_column, min_words=cfg.min_words)
+    if cfg.max_train_rows:
+        texts = texts.select(range(min(cfg.max_train_rows + cfg.eval_rows, len(texts))))
+    train_texts, heldout = train_eval_split(texts, eval_rows=cfg.eval_rows, seed=cfg.seed)
+    return train_texts, list(heldout["text"])
+
+
+def _trainable_lm(cfg: GEMTrainingConfig, gem: GEMModel) -> Any:
+    """The causal LM as trained: LoRA (gated to the GEM positions with special_only) or full."""
     lm = gem.model
     if cfg.tuning == "lora":
         lm = apply_lora(
@@ -239,10 +314,17 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
         )
     elif cfg.gradient_checkpointing:
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    mask_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-    history: list[dict[str, Any]] = []
+    return lm
 
-    if cfg.ntp_steps:
+
+def _stages(
+    cfg: GEMTrainingConfig, gem: GEMModel, lm: Any, train_texts: Any, heldout_texts: list[str]
+) -> list[Stage]:
+    """Stage 1, mixed NTP (GEM rows among plain text), then stage 2, contrastive (InfoNCE)."""
+    tok = gem.tokenizer
+    mask_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+
+    def ntp() -> tuple[Any, Any, GEMTrainingModule]:
         chunks = tokenize_and_chunk(train_texts, tok, cfg.ntp_seq_len)
         collator = GEMCollator(
             special_ids=gem.special_ids,
@@ -254,30 +336,20 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             mask_dtype=mask_dtype,
             seed=cfg.seed,
         )
-        module = GEMTrainingModule(lm, frozen_text=cfg.frozen_text, mask_dtype=mask_dtype)
-        history += _tag(
-            _run_stage(
-                "stage1-ntp",
-                cfg,
-                module,
-                chunks,
-                collator,
-                cfg.ntp_steps,
-                cfg.ntp_lr,
-                cfg.ntp_batch_size,
-                resume,
-            ),
-            "ntp",
+        return (
+            chunks,
+            collator,
+            GEMTrainingModule(lm, frozen_text=cfg.frozen_text, mask_dtype=mask_dtype),
         )
 
-    if cfg.contrastive_steps:
-        rows = _contrastive_rows(cfg, tok, train_texts, heldout_texts, query_prompt)
+    def contrastive() -> tuple[Any, Any, GEMTrainingModule]:
+        rows = _contrastive_rows(cfg, tok, train_texts, heldout_texts, query_prompt(cfg))
         protect = len(tok(cfg.prompt, add_special_tokens=True)["input_ids"])
         if cfg.distill_teacher:  # a labelled option, never a default (see distill.py)
             from .distill import add_teacher_vectors, load_teacher
 
             teacher = load_teacher(cfg.distill_teacher)
-            rows = add_teacher_vectors(rows, tok, teacher, [cfg.prompt, query_prompt])
+            rows = add_teacher_vectors(rows, tok, teacher, [cfg.prompt, query_prompt(cfg)])
         collator = ContrastiveCollator(
             special_ids=gem.special_ids,
             pad_id=gem.pad_id,
@@ -299,96 +371,20 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
             distill_temperature=cfg.distill_temperature,
             grad_cache=cfg.grad_cache,
         )
-        history += _tag(
-            _run_stage(
-                "stage2-contrastive",
-                cfg,
-                module,
-                rows,
-                collator,
-                cfg.contrastive_steps,
-                cfg.contrastive_lr,
-                cfg.contrastive_batch_size,
-                resume,
-            ),
+        return rows, collator, module
+
+    return [
+        Stage("stage1-ntp", "ntp", cfg.ntp_steps, cfg.ntp_lr, cfg.ntp_batch_size, ntp),
+        Stage(
+            "stage2-contrastive",
             "contrastive",
-        )
-
-    if not is_main:
-        return summary
-    if cfg.tuning == "lora" and cfg.adapter_scope == "all":
-        lm = lm.merge_and_unload()
-    gem.model = lm.eval()
-    final = gem.save_pretrained(out / "model")
-    if cfg.adapter_scope == "all":
-        from ..export import export_sentence_transformers
-
-        export_sentence_transformers(gem, out / "sentence-transformers")
-    else:  # a position-gated LoRA has no sentence-transformers / merged-weights form
-        summary["adapter_bytes"] = sum(
-            f.stat().st_size for f in (final / ADAPTER_DIR).iterdir() if f.is_file()
-        )
-    write_logs(history, out)
-    summary["train_minutes"] = round((time.perf_counter() - t0) / 60, 1)
-    if cfg.quick_eval:
-        from .quick_eval import quick_eval
-
-        summary["after"] = quick_eval(
-            _eval_copy(gem, final), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
-        )
-    summary["model"] = str(final)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def _eval_copy(gem: GEMModel, saved: Path | None = None) -> GEMModel:
-    """Evaluate as users run it: bf16 where the CPU has it (weights copied, training untouched).
-
-    A gated adapter is evaluated by loading what was saved (base + adapter), as users load it.
-    """
-    import copy
-
-    from ..model import default_dtype
-
-    if saved is not None and gem.config.adapter_scope == "special_only":
-        return GEMModel.from_pretrained(saved, dtype=default_dtype())
-    return GEMModel(copy.deepcopy(gem.model).to(default_dtype()), gem.tokenizer, gem.config)
+            cfg.contrastive_steps,
+            cfg.contrastive_lr,
+            cfg.contrastive_batch_size,
+            contrastive,
+        ),
+    ]
 
 
 def _tag(history: list[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
     return [{**row, "stage": stage} for row in history]
-
-
-def write_logs(history: list[dict[str, Any]], out: Path) -> None:
-    """``log.json``, ``log.csv`` and ``loss.png`` (one panel per logged loss part)."""
-    rows = [r for r in history if "loss" in r]
-    (out / "log.json").write_text(json.dumps(history, indent=1))
-    keys = sorted({k for r in rows for k in r})
-    with open(out / "log.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    parts = [
-        k
-        for k in ("loss", "ntp", "contrastive", "accuracy", "logit_scale")
-        if any(k in r for r in rows)
-    ]
-    if not parts:
-        return
-    fig, axes = plt.subplots(1, len(parts), figsize=(4 * len(parts), 3), squeeze=False)
-    for ax, key in zip(axes[0], parts, strict=True):
-        for stage in ("ntp", "contrastive"):
-            pts = [(i, r[key]) for i, r in enumerate(rows) if key in r and r.get("stage") == stage]
-            if pts:
-                ax.plot(*zip(*pts, strict=True), label=stage)
-        ax.set_title(key)
-        ax.set_xlabel("log step")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=80)
-    plt.close(fig)
