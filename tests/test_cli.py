@@ -47,6 +47,17 @@ def test_embed_to_npy_and_jsonl(tiny_llama_dir, tmp_path) -> None:
     assert row["text"] == "paris" and len(row["embedding"]) == 32
 
 
+def test_embed_bad_jsonl_line_is_a_clear_error(tmp_path) -> None:
+    src = tmp_path / "texts.jsonl"
+    src.write_text('{"text": "fine"}\n\n{"txt": "no text field"}\n')
+    r = run("embed", "--file", src)  # fails before any model loads
+    assert r.exit_code == 2, r.output
+    assert 'line 3: not a JSON object with a string "text" field' in " ".join(r.output.split())
+    src.write_text("not json\n")
+    r = run("embed", "--file", src)
+    assert r.exit_code == 2 and "line 1: not a JSON object" in " ".join(r.output.split())
+
+
 def test_similarity_and_generate(tiny_llama_dir) -> None:
     r = run("similarity", "the cat", "the dog", "--model", tiny_llama_dir)
     assert r.exit_code == 0 and "cosine similarity" in r.output

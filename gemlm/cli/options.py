@@ -105,9 +105,21 @@ def read_texts(texts: list[str] | None, file: Path | None) -> list[str]:
             raise fail(f"no such file: {file}")
         lines = file.read_text(encoding="utf-8").splitlines()
         if file.suffix == ".jsonl":
-            out += [json.loads(line)["text"] for line in lines if line.strip()]
+            out += [_jsonl_text(line, file, n) for n, line in enumerate(lines, 1) if line.strip()]
         else:
             out += [line for line in lines if line.strip()]
     if not out:
         raise fail("give texts as arguments or with --file")
     return out
+
+
+def _jsonl_text(line: str, file: Path, number: int) -> str:
+    """The "text" of one JSON line; a clear error naming the file and line otherwise."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        row = None
+    text = row.get("text") if isinstance(row, dict) else None
+    if not isinstance(text, str):
+        raise fail(f'{file}, line {number}: not a JSON object with a string "text" field')
+    return text
