@@ -1,13 +1,15 @@
-"""Writing a folder all at once: readers see the old folder or the complete new one, never half."""
+"""Writing all at once: readers see the old folder (or file) or the complete new one, never half."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -30,3 +32,11 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """``data`` as indented JSON at ``path``, written to a hidden sibling then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_json_atomic
 from .inputs import EngineError
 
 PART_GLOB = "part-*.parquet"
@@ -68,9 +69,7 @@ def check_manifest(out: Path, meta: dict[str, Any]) -> None:
                 f"{out} holds embeddings made with {stored}, not {meta}: use another --out"
             )
         return
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, meta)
 
 
 def written_ids(out: Path) -> set[str]:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
+from ..atomic import write_json_atomic
 from .store import META_KEY, Hit, MissingCollection, RagError
 
 MARKER = ".gemlm-store.json"
@@ -66,13 +67,6 @@ def check_name(collection: str) -> str:
             "not starting with '.'"
         )
     return collection
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Readers see the old file or the complete new one, never a half-written one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def prepare_store(folder: Path) -> Path:
