@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .store import META_KEY, Hit, RagError
-
-EDGE_MARKER = ".gemlm-store.json"  # written by the Qdrant Edge engine (see edge.py)
+from .store import EDGE_MARKER, META_KEY, Hit, RagError
 
 
 def local_folder(folder: Path) -> Path:

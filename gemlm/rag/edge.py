@@ -44,9 +44,8 @@ import numpy as np
 import qdrant_edge as qe
 
 from ..atomic import write_json_atomic
-from .store import META_KEY, Hit, MissingCollection, RagError
+from .store import EDGE_MARKER, META_KEY, Hit, MissingCollection, RagError
 
-MARKER = ".gemlm-store.json"
 IDENTITY_FILE = "gemlm.json"
 SHARD_CONFIG = "edge_config.json"
 STORE_FORMAT = 1
@@ -77,7 +76,7 @@ def prepare_store(folder: Path) -> Path:
     """
     if folder.exists() and not folder.is_dir():
         raise RagError(f"{folder} is a file, not a Qdrant Edge store folder")
-    if (folder / MARKER).is_file():
+    if (folder / EDGE_MARKER).is_file():
         return folder
     if (folder / "meta.json").is_file() or (folder / "collection").is_dir():
         raise RagError(
@@ -92,11 +91,11 @@ def prepare_store(folder: Path) -> Path:
     try:
         if folder.is_dir() and any(folder.iterdir()):
             raise RagError(
-                f"{folder} holds other files and is not a gemlm Qdrant Edge store (no {MARKER}); "
-                "choose a new or empty folder"
+                f"{folder} holds other files and is not a gemlm Qdrant Edge store "
+                f"(no {EDGE_MARKER}); choose a new or empty folder"
             )
         folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(folder / MARKER, {"engine": "qdrant-edge", "format": STORE_FORMAT})
+        write_json_atomic(folder / EDGE_MARKER, {"engine": "qdrant-edge", "format": STORE_FORMAT})
     except OSError as exc:
         raise RagError(f"cannot use {folder} as a Qdrant Edge store: {exc}") from exc
     return folder

@@ -28,6 +28,7 @@ from ..sources import gemlm_home
 META_KEY = "gemlm"
 IDENTITY_KEYS = ("model", "dimension", "embedding")  # compared on open ("embedding": settings)
 ENGINES = ("edge", "local")
+EDGE_MARKER = ".gemlm-store.json"  # marks a Qdrant Edge store folder (edge.py writes it)
 
 
 class RagError(ValueError):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gemlm.rag.edge import IDENTITY_FILE, MARKER, EdgeBackend
-from gemlm.rag.store import META_KEY, RagError, RagStore
+from gemlm.rag.edge import IDENTITY_FILE, EdgeBackend
+from gemlm.rag.store import EDGE_MARKER, META_KEY, RagError, RagStore
 
 from .test_store import IDENT, fill, ids_for, unit_vectors
 
@@ -58,7 +58,11 @@ def test_layout_one_shard_folder_per_collection(tmp_path: Path) -> None:
         fill(store, n=20, collection="kb")
         store.ensure("other", IDENT)
     root = tmp_path / "q"
-    assert sorted(p.name for p in root.iterdir()) == [MARKER, "kb", "other"]  # no temp leftovers
+    assert sorted(p.name for p in root.iterdir()) == [
+        EDGE_MARKER,
+        "kb",
+        "other",
+    ]  # no temp leftovers
     assert (root / "kb/edge_config.json").is_file() and (root / "kb/segments").is_dir()
     stored = json.loads((root / "kb" / IDENTITY_FILE).read_text())
     assert stored == {META_KEY: {**IDENT, "chunk_tokens": 32}}
