@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..rag.documents import ID_NAMESPACE  # light: Ray read workers import this module
+
 RAY_INSTALL_HINT = 'pip install "gemlm[ray]"'
-# gemlm.rag.documents.ID_NAMESPACE (a test keeps them equal), not imported from there: that
-# module loads transformers, and this one is imported by every Ray worker that reads input.
-ID_NAMESPACE = uuid.UUID("6b1e2c4e-6f0a-5d4e-9a3c-2f1b0c9d8e7a")
 INPUT_SUFFIXES = (".txt", ".jsonl")
 READ_CPUS = 0  # reading and hashing are light; they must never wait behind the model actors
 
