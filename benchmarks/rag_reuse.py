@@ -36,7 +36,7 @@ import torch
 from transformers import DynamicCache
 from transformers.utils import logging as hf_logging
 
-from gemlm.model import GEMModel
+from gemlm.model import GEMModel, Sampling
 from gemlm.paths import data_dir
 from gemlm.rag import prompting, reuse
 
@@ -108,9 +108,17 @@ def main() -> None:
     header = prompting.chat_header(m)
     cases = squad_cases(args.questions, args.seed)
 
-    def run(method: str, case: dict[str, Any], new_tokens: int) -> tuple[float, int]:
-        gen = m.generation_kwargs(0, new_tokens)
+    @torch.inference_mode()
+    def generate(ids: list[int], cache: Any, new_tokens: int) -> list[int]:
+        """The engine's generate settings, forced to ``new_tokens`` tokens (min_new_tokens)."""
+        gen = m.generator.generate_kwargs(len(ids), Sampling(max_new_tokens=new_tokens))
         gen["min_new_tokens"] = new_tokens
+        extra = {"past_key_values": cache} if cache is not None else {}
+        x = torch.tensor([ids])
+        out = m.model.generate(x, attention_mask=torch.ones_like(x), **extra, **gen)
+        return out[0, len(ids) :].tolist()
+
+    def run(method: str, case: dict[str, Any], new_tokens: int) -> tuple[float, int]:
         q = case["question"]
         ids = tok(
             m.chat_prompt(prompting.messages_for(q, case["sources"])), add_special_tokens=False
@@ -120,7 +128,7 @@ def main() -> None:
         if method == "naive":
             m.encode_query(q)
         elif method == "reuse":
-            fwd = reuse.embed_with_cache(m, tok(header + q, add_special_tokens=False)["input_ids"])
+            fwd = m.embed_keep_cache(tok(header + q, add_special_tokens=False)["input_ids"])
             cache, reused = reuse.prepare_cache(fwd, ids)
         elif method == "split":
             head = tok(header + q, add_special_tokens=False)["input_ids"]
@@ -128,7 +136,7 @@ def main() -> None:
             cache = DynamicCache(config=m.model.config)
             with torch.inference_mode():
                 m.model(torch.tensor([ids[:reused]]), past_key_values=cache, use_cache=True)
-        out = reuse.generate_ids(m, ids, cache, **gen)
+        out = generate(ids, cache, new_tokens)
         assert len(out) == new_tokens
         return time.perf_counter() - t, reused
 
@@ -178,7 +186,7 @@ def main() -> None:
         "prompt_tokens_mean": sum(prompt_lens) / len(cases),
         "question_tokens_mean": sum(q_lens) / len(cases),
         "chat_header_tokens": len(tok(header, add_special_tokens=False)["input_ids"]),
-        "readout_tail_tokens": len(m.readout_tail()),
+        "readout_tail_tokens": len(m.embedder.tail),
         "query_prompt": m.config.prompts.get("query", ""),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

@@ -76,9 +76,9 @@ def load_squad(paragraphs: int | None) -> tuple[dict[str, Any], list[dict[str, A
 def base_mean_encoder(base_model: str, dtype: str):
     """Mean pooling of the base causal LM (the evaluation harness' baseline), unit-normalised."""
     from gemlm.evaluation.encoders import BaseLM
-    from gemlm.model import _as_dtype
+    from gemlm.loading import as_dtype
 
-    base = BaseLM(base_model, _as_dtype(dtype))
+    base = BaseLM(base_model, as_dtype(dtype))
     return lambda texts: normalize(base.embed(texts, "mean"))
 
 

@@ -180,7 +180,7 @@ def main() -> None:
     gem = GEMModel.from_pretrained(args.model, dtype=args.dtype)
     load_s = time.perf_counter() - start
     texts = squad_passages(gem.tokenizer, args.n, args.chunk_tokens)
-    ids, _ = gem.tokenize_for_embedding([gem.config.prompts.get("document", "") + t for t in texts])
+    ids, _ = gem.tokenize_for_embedding(texts, role="document")
     dtype = str(gem.dtype).replace("torch.", "")
     single_s, single_vecs = one_process(gem, texts, args.group, args.batch_size)
     print(f"one process: {len(texts) / single_s:.1f} passages/s", flush=True)

@@ -32,11 +32,13 @@ from transformers.utils import logging as hf_logging
 
 from gemlm.adapter import SpecialGate
 from gemlm.corpus import load_texts
+from gemlm.embedding import readout
+from gemlm.masking import special_states
 from gemlm.model import GEMModel
 from gemlm.paths import data_dir
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
 from gemlm.training.data import tokenize_and_chunk, tokenize_texts
-from gemlm.training.losses import LogitScale, info_nce, ntp_loss, special_readout
+from gemlm.training.losses import LogitScale, info_nce, ntp_loss
 from gemlm.training.module import GEMTrainingModule, bf16_frozen_linears
 from gemlm.training.trainer import apply_lora
 
@@ -56,7 +58,7 @@ class CurrentModule(torch.nn.Module):
         if self.logit_scale is None:
             return {"loss": ntp_loss(self.lm(**common, use_cache=False).logits, labels)}
         hidden = self.lm.get_decoder()(**common, use_cache=False).last_hidden_state
-        emb = special_readout(hidden, segments)
+        emb = readout(special_states(hidden, segments), normalize=False)
         B = emb.shape[0] // 2
         loss = self.alpha * info_nce(emb[:B], emb[B:], self.logit_scale())["loss"]
         if self.alpha < 1:

@@ -85,7 +85,7 @@ def _appending_tokenizer(gem: GEMModel):
     probe = tok("x", add_special_tokens=True)["input_ids"]
     bare = tok("x", add_special_tokens=False)["input_ids"]
     head = probe[: len(probe) - len(bare)]
-    tail = gem.readout_tail()
+    tail = gem.embedder.tail
     # Multi-id template pieces under safe names: token strings such as ':"' break the parser.
     pieces = [("[GEM_HEAD]", head), ("[GEM_TAIL]", tail)] if head else [("[GEM_TAIL]", tail)]
     specials = [

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from gemlm.adapter import ADAPTER_DIR
 from gemlm.config import GEMConfig
+from gemlm.embedding import EmbeddingEngine
 from gemlm.model import GEMModel
 from gemlm.rag import reuse
 from gemlm.training.run import train
@@ -98,8 +99,8 @@ def test_rag_reuse_on_the_gated_adapter_continues_as_the_base(trained, tiny_llam
     """Embed a question, crop its cache, prefill the rest: the logits are the base model's."""
     gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")
     question, rest = PLAIN[0], PLAIN[1]
-    fwd = reuse.embed_with_cache(gem, question)
-    want_emb = gem.embed_ids([question + gem.readout_tail()])[0]
+    fwd = gem.embed_keep_cache(question)
+    want_emb = gem.embed_ids([question + gem.embedder.tail])[0]
     torch.testing.assert_close(fwd.embedding, want_emb, atol=1e-5, rtol=1e-5)
     cache, reused = reuse.prepare_cache(fwd, question + rest)
     assert reused == len(question)
@@ -155,16 +156,16 @@ def test_gated_two_call_embedding_equals_one_gated_forward(tiny_dir, monkeypatch
     lora = LoraConfig(r=4, target_modules=targets, init_lora_weights=False)
     gem.model = get_peft_model(gem.model, lora)
     SpecialGate(gem.model, gem.special_ids)
-    assert gem.gated
+    assert gem.embedder.gated
     batch = [[5, 17, 23, 42], [70, 3], [], [9] * 11]  # text lengths 4, 2, 0, 11
     batch = [ids + gem.special_ids for ids in batch]
     two_calls = gem.embed_ids(batch)
-    packed = gem.embed_packed(batch)
-    monkeypatch.setattr(GEMModel, "gated", property(lambda self: False))
+    packed = gem.embed_ids(batch, packed=True)
+    monkeypatch.setattr(EmbeddingEngine, "gated", property(lambda self: False))
     one_pass = gem.embed_ids(batch)  # the gate masks the LoRA at the text positions
     torch.testing.assert_close(two_calls, one_pass, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(packed, one_pass, atol=1e-5, rtol=1e-5)
     monkeypatch.undo()
     gem.model.gem_gate.remove()  # ungated: the LoRA now moves the text positions too
-    assert not gem.gated
+    assert not gem.embedder.gated
     assert not torch.allclose(gem.embed_ids(batch), one_pass, atol=1e-3)

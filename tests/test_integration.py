@@ -67,8 +67,8 @@ def test_gated_adapter_on_the_real_model_keeps_base_logits_bit_identical(tmp_pat
     plain = GEMModel.from_pretrained("smollm2-135m-instruct", dtype="bfloat16")
     q = "What is the capital of France?"
     assert (
-        loaded.complete(loaded._chat_ids(q), max_new_tokens=16).token_ids
-        == plain.complete(plain._chat_ids(q), max_new_tokens=16).token_ids
+        loaded.complete(q, chat=True, max_new_tokens=16).token_ids
+        == plain.complete(q, chat=True, max_new_tokens=16).token_ids
     )
     assert not np.allclose(loaded.encode(q), plain.encode(q), atol=1e-3)  # the readout moved
     size = (tmp_path / "adapter/adapter/adapter_model.safetensors").stat().st_size

@@ -260,7 +260,7 @@ def test_readout_suffix_sits_before_the_specials_and_is_never_cut(tiny_llama_dir
     m = load(tiny_llama_dir, num_special_tokens=2, max_length=12)
     m.config.readout_suffix = " means the cat"
     suffix = m.tokenizer(" means the cat", add_special_tokens=False)["input_ids"]
-    assert m.readout_tail() == suffix + m.special_ids
+    assert m.embedder.tail == suffix + m.special_ids
     ids, cut = m.tokenize_for_embedding(["paris " * 20, "a"])
     assert cut == 1 and len(ids[0]) == 12
     assert all(x[-len(suffix) - 2 :] == suffix + m.special_ids for x in ids)

@@ -42,10 +42,10 @@ def test_pack_rejects_bad_batches() -> None:
 
 
 @pytest.mark.parametrize("k", [1, 2])
-def test_embed_packed_equals_embed_ids(tiny_dir, k) -> None:
+def test_packed_embedding_equals_each_text_alone(tiny_dir, k) -> None:
     gem = GEMModel.from_pretrained(tiny_dir, num_special_tokens=k, dtype="float32")
     ids, _ = gem.tokenize_for_embedding(TEXTS)
     want = torch.cat([gem.embed_ids([x]) for x in ids])  # each text alone
     for row_tokens, max_tokens in ((16, 16), (64, 4096)):  # many rows/forwards, or one
-        got = gem.embed_packed(ids, row_tokens=row_tokens, max_tokens=max_tokens)
+        got = gem.embed_ids(ids, packed=True, row_tokens=row_tokens, max_tokens=max_tokens)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

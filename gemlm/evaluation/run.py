@@ -40,7 +40,7 @@ def evaluate(
     ``generation=False`` runs only the embedding tasks (e.g. to compare adapters of one base
     with ``adapter_scope: special_only``, whose generation is the base model's by construction).
     """
-    from ..model import _as_dtype
+    from ..loading import as_dtype
 
     started = time.perf_counter()
     # a label defaults to the spec as typed: shown without this machine's absolute paths
@@ -61,7 +61,7 @@ def evaluate(
         f" + {list(gen.mc) + (['Wiki ppl'] if gen.ppl_texts else [])}"
     )
 
-    torch_dtype = _as_dtype(dtype)
+    torch_dtype = as_dtype(dtype)
     results: dict[str, dict[str, Any]] = {s.label: {} for s in specs}
     groups: dict[str, list[ModelSpec]] = {}
     for s in specs:

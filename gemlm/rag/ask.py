@@ -13,12 +13,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import prompting, reuse
 from .store import RagError, RagStore, model_identity
+
+if TYPE_CHECKING:
+    from gemlm.embedding import QueryForward
+    from gemlm.generation import Sampling
+    from gemlm.model import GEMModel
 
 
 class QuestionTooLong(RagError):
@@ -58,7 +63,7 @@ class RagEngine:
 
     def __init__(
         self,
-        model: Any,
+        model: GEMModel,
         store: RagStore,
         collection: str,
         *,
@@ -74,30 +79,28 @@ class RagEngine:
             identity["model"] = store.identity(collection).get("model")
         store.check(collection, identity)
         self.header = prompting.chat_header(model) if reuse else ""
-        cfg = model.model.config.get_text_config()
-        self.context_window = int(getattr(cfg, "max_position_embeddings", 0) or 2048)
+        self.context_window = model.context_length
 
     # ------------------------------------------------------------------ retrieval
-    def embed_question(self, question: str) -> tuple[np.ndarray, reuse.QueryForward | None]:
+    def embed_question(self, question: str) -> tuple[np.ndarray, QueryForward | None]:
         """The query vector; in reuse mode also the forward whose cache generation reuses."""
         if not isinstance(question, str) or not question.strip():
             raise RagError("the question is empty")
-        tok = self.model.tokenizer
-        if self.reuse:
-            text_ids = tok(self.header + question, add_special_tokens=False)["input_ids"]
+        gem = self.model
+        if self.reuse:  # after the chat header, as the generation prompt starts
+            text_ids = gem.tokenizer(self.header + question, add_special_tokens=False)["input_ids"]
+            ids, cut = gem.tokenize_for_embedding([text_ids])
         else:
-            prompt = self.model.config.prompts.get("query", "")
-            text_ids = tok(prompt + question, add_special_tokens=True)["input_ids"]
-        room = self.model.config.max_length - len(self.model.readout_tail())
-        if len(text_ids) > room:
+            ids, cut = gem.tokenize_for_embedding([question], role="query")
+        if cut:
             raise QuestionTooLong(
-                f"the question is {len(text_ids)} tokens with its prompt; the embedding window "
-                f"holds {room} (max_length={self.model.config.max_length})"
+                f"the question is longer than the embedding window holds with its prompt "
+                f"(max_length={gem.config.max_length} tokens, special tokens included)"
             )
         if self.reuse:
-            fwd = reuse.embed_with_cache(self.model, text_ids)
+            fwd = gem.embed_keep_cache(text_ids)
             return fwd.embedding.numpy(), fwd
-        return self.model.encode_query(question), None
+        return gem.embed_ids(ids)[0].numpy(), None
 
     def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
         vec, _ = self.embed_question(question)
@@ -128,8 +131,7 @@ class RagEngine:
         while True:
             payloads = [{"text": s.text, "title": s.title} for s in kept]
             msgs = prompting.messages_for(question, payloads, self.instruction)
-            text = self.model.chat_prompt(msgs)
-            ids = self.model.tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids = self.model.prompt_ids(msgs, chat=True)
             if len(ids) + max_new_tokens <= self.context_window:
                 return ids, kept
             if not kept:
@@ -161,15 +163,17 @@ class RagEngine:
         temperature: float = 0.0,
     ) -> RagAnswer:
         """Retrieve ``top_k`` passages and answer from them, citing them as [1], [2], ..."""
-        gen = self.model.generation_kwargs(0, max_new_tokens, temperature)
         t0 = time.perf_counter()
         ids, sources, cache, reused, timings = self._prepare(question, top_k, max_new_tokens)
         t1 = time.perf_counter()
-        new = reuse.generate_ids(self.model, ids, cache, **gen)
+        out = self.model.complete(
+            ids, max_new_tokens=max_new_tokens, temperature=temperature, cache=cache
+        )
         timings["generate"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
-        text = self.model.tokenizer.decode(new, skip_special_tokens=True).strip()
-        return RagAnswer(question, text, sources, len(ids), len(new), reused, timings)
+        return RagAnswer(
+            question, out.text.strip(), sources, len(ids), out.completion_tokens, reused, timings
+        )
 
     def ask_stream(
         self,
@@ -180,10 +184,12 @@ class RagEngine:
         temperature: float = 0.0,
     ) -> AnswerStream:
         """Retrieve now (errors raise here); iterate the result for text pieces."""
-        gen = self.model.generation_kwargs(0, max_new_tokens, temperature)
+        from gemlm.generation import Sampling
+
+        sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature)
         t0 = time.perf_counter()
         ids, sources, cache, reused, timings = self._prepare(question, top_k, max_new_tokens)
-        return AnswerStream(self, question, ids, sources, cache, reused, timings, gen, t0)
+        return AnswerStream(self, question, ids, sources, cache, reused, timings, sampling, t0)
 
 
 class AnswerStream:
@@ -201,11 +207,11 @@ class AnswerStream:
         cache: Any,
         reused: int,
         timings: dict[str, float],
-        gen: dict[str, Any],
+        sampling: Sampling,
         started: float,
     ) -> None:
         self.engine, self.question, self.sources = engine, question, sources
-        self._ids, self._cache, self._reused, self._gen = ids, cache, reused, gen
+        self._ids, self._cache, self._reused, self._sampling = ids, cache, reused, sampling
         self.timings, self._started = timings, started
         self._answer: RagAnswer | None = None
 
@@ -214,12 +220,12 @@ class AnswerStream:
             raise RuntimeError("this stream was already consumed")
         t1 = time.perf_counter()
         pieces: list[str] = []
-        gen = reuse.stream_ids(self.engine.model, self._ids, self._cache, **self._gen)
+        gen = self.engine.model.stream(self._ids, self._sampling, cache=self._cache)
         while True:
             try:
                 piece = next(gen)
             except StopIteration as stop:
-                new = stop.value or []
+                new = stop.value.completion_tokens
                 break
             pieces.append(piece)
             yield piece
@@ -227,7 +233,7 @@ class AnswerStream:
         self.timings["total"] = time.perf_counter() - self._started
         text = "".join(pieces).strip()
         self._answer = RagAnswer(
-            self.question, text, self.sources, len(self._ids), len(new), self._reused, self.timings
+            self.question, text, self.sources, len(self._ids), new, self._reused, self.timings
         )
 
     def result(self) -> RagAnswer:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .documents import Passage, chunk_document, expand_paths, read_documents
 from .store import RagStore, model_identity
+
+if TYPE_CHECKING:
+    from gemlm.model import GEMModel
 
 DEFAULT_CHUNK_TOKENS = 256
 
@@ -53,14 +56,14 @@ def collect_passages(
     return out
 
 
-def max_chunk_tokens(model: Any) -> int:
+def max_chunk_tokens(model: GEMModel) -> int:
     """Room for a passage inside the embedding window (document prompt + tail excluded)."""
-    prompt = model.config.prompts.get("document", "")
-    used = len(model.tokenizer(prompt, add_special_tokens=True)["input_ids"]) if prompt else 1
-    return model.config.max_length - used - len(model.readout_tail())
+    return model.text_room("document")
 
 
-def resolve_chunking(model: Any, chunk_tokens: int | None, overlap: int | None) -> tuple[int, int]:
+def resolve_chunking(
+    model: GEMModel, chunk_tokens: int | None, overlap: int | None
+) -> tuple[int, int]:
     """``chunk_tokens`` (default 256, or what fits the embedding window) and ``overlap`` (an
     eighth of it, at most 32); ValueError if the window cannot hold ``chunk_tokens``."""
     room = max_chunk_tokens(model)
@@ -75,7 +78,7 @@ def resolve_chunking(model: Any, chunk_tokens: int | None, overlap: int | None) 
 
 
 def plan_index(
-    model: Any,
+    model: GEMModel,
     store: RagStore,
     collection: str,
     paths: list[str | Path],
@@ -122,7 +125,7 @@ def finish_index(
 
 
 def index_paths(
-    model: Any,
+    model: GEMModel,
     store: RagStore,
     collection: str,
     paths: list[str | Path],

@@ -8,7 +8,10 @@ key/value states computed for the embedding are reused by generation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gemlm.model import GEMModel
 
 CITE_INSTRUCTION = (
     "Answer the question using only the sources above. Cite the sources you use with their "
@@ -44,7 +47,7 @@ def messages_for(
     return [{"role": "user", "content": user_message(question, sources, instruction)}]
 
 
-def chat_header(model: Any) -> str:
+def chat_header(model: GEMModel) -> str:
     """The rendered chat prompt up to where the user's text starts (system prompt included).
 
     Found by rendering a user turn holding a marker and cutting at it, so it works for any chat

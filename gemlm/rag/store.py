@@ -19,11 +19,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..sources import gemlm_home
+
+if TYPE_CHECKING:
+    from gemlm.model import GEMModel
 
 META_KEY = "gemlm"
 IDENTITY_KEYS = ("model", "dimension", "embedding")  # compared on open ("embedding": settings)
@@ -87,7 +90,7 @@ def default_edge_path() -> Path:
     return gemlm_home() / "qdrant-edge"
 
 
-def model_identity(model: Any, model_id: str) -> dict[str, Any]:
+def model_identity(model: GEMModel, model_id: str) -> dict[str, Any]:
     """What a collection records about the model whose vectors it holds."""
     cfg = model.config
     return {

@@ -17,11 +17,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from . import generation
+from gemlm.generation import Completion, Sampling
+
 from .batcher import Done
 from .context import ServingContext, serving
 from .errors import APIError, error_body
-from .generation import Sampling
 from .schemas import ChatCompletionRequest, CompletionRequest, parse_body
 
 router = APIRouter()
@@ -80,10 +80,18 @@ def _resolve_max_tokens(
 def _prepare(ctx: ServingContext, prompts: list[Prompt] | list[dict[str, str]], chat: bool):
     """Worker job: token ids of each prompt (chat: of the one conversation)."""
     if chat:
-        return [generation.chat_prompt_ids(ctx.gem, prompts)]  # type: ignore[arg-type]
+        try:
+            return [ctx.gem.prompt_ids(prompts, chat=True)]  # type: ignore[arg-type]
+        except Exception as exc:  # jinja raises its own errors for e.g. non-alternating roles
+            raise APIError(
+                400,
+                f"cannot apply the chat template: {exc}",
+                param="messages",
+                code="invalid_value",
+            ) from exc
     out = []
     for i, p in enumerate(prompts):
-        ids = generation.text_prompt_ids(ctx.gem, p) if isinstance(p, str) else list(p)
+        ids = ctx.gem.prompt_ids(p) if isinstance(p, str) and p else list(p)  # "": 400 below
         ctx.check_ids(ids, f"prompt[{i}]" if len(prompts) > 1 else "prompt")
         out.append(ids)
     return out
@@ -133,11 +141,13 @@ async def _run(
     jobs = []
     for ids in ids_list:
         s = Sampling(
-            _resolve_max_tokens(ctx, len(ids), requested, "messages" if chat else "prompt"),
-            req.temperature,
-            req.top_p,
-            req.stop_list(),
-            req.seed,
+            max_new_tokens=_resolve_max_tokens(
+                ctx, len(ids), requested, "messages" if chat else "prompt"
+            ),
+            temperature=req.temperature,
+            top_p=req.top_p,
+            stop=tuple(req.stop_list() or ()),
+            seed=req.seed,
         )
         jobs.append((ids, s))
     rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
@@ -154,7 +164,7 @@ async def _run(
         for p, (ids, s) in enumerate(jobs):
             prompt_tokens += len(ids)
             for j in range(req.n):
-                c = await ctx.worker.run(generation.complete, ctx.gem, ids, s.for_choice(j))
+                c = await ctx.worker.run(ctx.gem.complete, ids, s.for_choice(j))
                 completion_tokens += c.completion_tokens
                 choice: dict[str, Any] = {"index": p * req.n + j}
                 if chat:
@@ -215,16 +225,16 @@ async def _events(
                         yield chunk(index, None, None, role=True)
                     sampling = s.for_choice(j)
                     async for item in ctx.worker.relay(
-                        lambda emit, ids=ids, sampling=sampling: generation.stream(
-                            ctx.gem, ids, sampling, emit, cancel
+                        lambda emit, ids=ids, sampling=sampling: ctx.gem.complete(
+                            ids, sampling, on_text=emit, cancel=cancel
                         )
                     ):
                         if isinstance(item, Done):
-                            tokens, finish = item.result
+                            done: Completion = item.result
                         else:
                             yield chunk(index, item, None)
-                    completion_tokens += tokens
-                    yield chunk(index, None, finish)
+                    completion_tokens += done.completion_tokens
+                    yield chunk(index, None, done.finish_reason)
         if include_usage:
             usage = _usage(prompt_tokens, completion_tokens)
             yield _sse({**head, "object": obj, "choices": [], "usage": usage})

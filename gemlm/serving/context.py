@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from fastapi import Request
 
 from .batcher import MicroBatcher, ModelWorker
-from .embedder import Embedder
 from .errors import APIError
 
 if TYPE_CHECKING:
@@ -64,21 +64,34 @@ class ServingContext:
         self.gem, self.model_name, self.limits, self.batching = gem, model_name, limits, batching
         self.created = int(time.time())
         self.worker = ModelWorker()
-        self.embedder = Embedder(gem, batching.row_tokens, batching.max_tokens)
         self.batcher: MicroBatcher[Any, Any] = MicroBatcher(
             self.worker,
-            self.embedder,
+            self.embed,
             max_batch=batching.max_batch,
             max_wait=batching.max_wait_ms / 1000,
         )
-        cfg = gem.model.config.get_text_config()
-        self.context_length: int = getattr(cfg, "max_position_embeddings", None) or 2048
-        self.vocab_size: int = min(
-            len(gem.tokenizer), gem.model.get_input_embeddings().num_embeddings
-        )
-        self.embedding_dim: int = gem.get_embedding_dimension()
+        self.context_length: int = gem.context_length
+        self.vocab_size: int = gem.vocab_size
+        self.embedding_dim: int = gem.embedding_dim
         self.pending = 0
         self.cancels: set[threading.Event] = set()  # running generations, stopped on shutdown
+
+    def embed(self, inputs: list[str | list[int]]) -> list[tuple[np.ndarray, int]]:
+        """The micro-batcher's job (worker thread): inputs -> [(unit vector (D,), tokens), ...].
+
+        Texts get the model's default prompt, as ``encode`` gives them; token-id inputs (sent by
+        LangChain's ``OpenAIEmbeddings``) are taken as is. Both run packed: a micro-batch holds
+        texts in arrival order, and padded batches of them would be ~40% padding
+        (``benchmarks/serve_padding.py``).
+        """
+        ids, _ = self.gem.tokenize_for_embedding(inputs)
+        vecs = self.gem.embed_ids(
+            ids,
+            packed=True,
+            row_tokens=self.batching.row_tokens,
+            max_tokens=self.batching.max_tokens,
+        ).numpy()
+        return [(vecs[i], len(x)) for i, x in enumerate(ids)]
 
     def check_model(self, name: str | None) -> None:
         """A request may omit ``model``; naming another one is a 404 as in the OpenAI API."""

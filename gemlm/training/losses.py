@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..masking import special_states
 from .collator import IGNORE
 
 
@@ -17,11 +16,6 @@ def ntp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     shift_logits = logits[:, :-1].float()  # (B, T-1, V)
     shift_labels = labels[:, 1:]  # (B, T-1)
     return F.cross_entropy(shift_logits.flatten(0, 1), shift_labels.flatten(), ignore_index=IGNORE)
-
-
-def special_readout(hidden: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
-    """Mean of the last-layer states at the special positions. (B, T, D), (B, T) -> (B, D)."""
-    return special_states(hidden, segments).mean(1)
 
 
 def info_nce(

@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import masking
 from ..adapter import head_tail_forward
+from ..embedding import readout
 from .collator import IGNORE
 from .losses import LogitScale, distill_kl, info_nce
 
@@ -194,7 +195,7 @@ class GEMTrainingModule(nn.Module):
                 position_ids=masking.position_ids(seg),
                 use_cache=False,
             ).last_hidden_state  # (n, width, D)
-        return masking.special_states(hidden, seg).mean(1), hidden, seg
+        return readout(masking.special_states(hidden, seg), normalize=False), hidden, seg
 
     def _views(
         self, input_ids: torch.Tensor, segments: torch.Tensor, anchor_labels: torch.Tensor | None

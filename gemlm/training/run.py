@@ -355,7 +355,7 @@ def _stages(
             pad_id=gem.pad_id,
             dropout=cfg.token_dropout,
             protect=protect,
-            suffix_ids=gem.readout_tail()[: -len(gem.special_ids)],
+            suffix_ids=gem.embedder.suffix_ids,
             mask_dtype=mask_dtype,
             seed=cfg.seed,
         )

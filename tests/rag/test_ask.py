@@ -53,9 +53,8 @@ def test_reuse_gives_the_same_greedy_answer(tiny_gem, store) -> None:
     ids, _ = engine.prompt_ids(Q, sources, 12)
     cache, reused = reuse.prepare_cache(fwd, ids)
     assert reused == len(fwd.text_ids) and cache.get_seq_length() == reused
-    gen = tiny_gem.generation_kwargs(0, 12)
-    with_reuse = reuse.generate_ids(tiny_gem, ids, cache, **gen)
-    plain = reuse.generate_ids(tiny_gem, ids, None, **gen)
+    with_reuse = tiny_gem.complete(ids, max_new_tokens=12, cache=cache).token_ids
+    plain = tiny_gem.complete(ids, max_new_tokens=12).token_ids
     assert with_reuse == plain and len(plain) > 0
     logits_plain = tiny_gem.model(torch.tensor([ids])).logits[0, -1]
     _, fwd = engine.embed_question(Q)

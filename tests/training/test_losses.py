@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gemlm.masking import PAD, PREFIX, SPECIAL, SUFFIX
 from gemlm.training.collator import IGNORE
-from gemlm.training.losses import LogitScale, info_nce, ntp_loss, special_readout
+from gemlm.training.losses import LogitScale, info_nce, ntp_loss
 
 V = 11
 
@@ -69,33 +68,6 @@ def test_ntp_loss_never_targets_the_first_label():
     other = labels.clone()
     other[:, 0] = (labels[:, 0] + 1) % V
     assert torch.allclose(ntp_loss(logits, other), ntp_loss(logits, labels))
-
-
-# -------------------------------------------------------------------------- special_readout
-
-
-def test_special_readout_averages_the_special_states():
-    hidden = torch.arange(2 * 6 * 3, dtype=torch.float32).view(2, 6, 3)
-    segments = torch.tensor(
-        [
-            [PREFIX, PREFIX, SPECIAL, SPECIAL, SUFFIX, PAD],
-            [PREFIX, SPECIAL, SPECIAL, PAD, PAD, PAD],
-        ]
-    )
-    out = special_readout(hidden, segments)
-    expected = torch.stack([(hidden[0, 2] + hidden[0, 3]) / 2, (hidden[1, 1] + hidden[1, 2]) / 2])
-    assert out.shape == (2, 3)
-    assert torch.equal(out, expected)
-    assert out[0].tolist() == [7.5, 8.5, 9.5]
-
-
-def test_special_readout_ignores_non_special_states():
-    hidden = torch.randn(2, 5, 4)
-    segments = torch.tensor([[PREFIX, SPECIAL, SPECIAL, SUFFIX, PAD], [PREFIX] * 3 + [SPECIAL] * 2])
-    before = special_readout(hidden, segments)
-    changed = hidden.clone()
-    changed[segments != SPECIAL] = 1e6
-    assert torch.equal(special_readout(changed, segments), before)
 
 
 # --------------------------------------------------------------------------------- info_nce
@@ -164,10 +136,3 @@ def test_logit_scale_parameter_receives_gradient():
     assert [p is scale.log_scale for p in scale.parameters()] == [True]
     scale().backward()
     assert scale.log_scale.grad.item() == pytest.approx(20.0)  # d exp(x) / dx = exp(x)
-
-
-def test_special_readout_rejects_rows_with_different_special_counts() -> None:
-    hidden = torch.arange(8.0).view(2, 4, 1)
-    segments = torch.tensor([[1, 2, 0, 0], [2, 2, 2, 0]])
-    with pytest.raises(ValueError, match="same number"):
-        special_readout(hidden, segments)

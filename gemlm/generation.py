@@ -1,0 +1,284 @@
+"""The generation engine: the untouched causal LM with the GEM tokens suppressed.
+
+Every generation in gemlm goes through :meth:`GenerationEngine.run` (``GEMModel.complete``,
+``generate``, ``chat``, ``stream``, the server's completions and chat, RAG answers): one
+``model.generate`` call with one :class:`Sampling`, stop strings matched in the generated text
+only (held back while they may still be starting, cut as in the OpenAI API), an optional cancel
+event, an optional KV cache that already holds a prefix of the prompt, and one finish reason.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import (
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    SuppressTokensLogitsProcessor,
+    TextStreamer,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How one continuation is generated. ``temperature`` 0 is greedy; ``seed`` seeds torch.
+
+    >>> Sampling(stop="\\n").stop
+    ('\\n',)
+    >>> Sampling(seed=7).for_choice(2).seed
+    9
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = field(default=())
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        stop = self.stop
+        stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        object.__setattr__(self, "stop", tuple(s for s in stop if s))
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+
+    def for_choice(self, index: int) -> Sampling:
+        """Choice ``index`` of ``n``: seed + index, so seeded choices differ yet reproduce."""
+        if self.seed is None or index == 0:
+            return self
+        return replace(self, seed=(self.seed + index) % 2**64)
+
+
+@dataclass
+class Completion:
+    """One generated continuation with what an OpenAI-style server reports about it."""
+
+    text: str
+    token_ids: list[int]
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (eos, a stop string or a cancel) or "length"
+
+
+def cut_at_stop(text: str, stop: Iterable[str]) -> tuple[str, bool]:
+    """Text up to the first stop string (excluded, as in the OpenAI API).
+
+    >>> cut_at_stop("Paris.\\nQ: next", ["\\nQ:"])
+    ('Paris.', True)
+    """
+    hits = [text.find(s) for s in stop if s and s in text]
+    return (text[: min(hits)], True) if hits else (text, False)
+
+
+class _StopOnText(StoppingCriteria):
+    """Stop once a stop string appears in the *generated* text (transformers' own stop_strings
+    also match across the prompt boundary, which the OpenAI semantics do not)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_len: int, stops: tuple[str, ...]):
+        self.tokenizer, self.prompt_len, self.stops = tokenizer, prompt_len, stops
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
+        done = [
+            any(
+                s in self.tokenizer.decode(row[self.prompt_len :], skip_special_tokens=True)
+                for s in self.stops
+            )
+            for row in input_ids
+        ]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _Cancelled(StoppingCriteria):
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
+
+
+class _PieceStreamer(TextStreamer):
+    """Hands finished text to ``emit``, holding back what may begin a stop string."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, stop: tuple[str, ...], emit: Callable[[str], Any]
+    ) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.stops, self.emit = stop, emit
+        self.hold = max((len(x) for x in stop), default=1) - 1
+        self.text, self.sent, self.stopped = "", 0, False
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if self.stopped:
+            return
+        self.text += text
+        cut, self.stopped = cut_at_stop(self.text, self.stops)
+        ready = len(cut) if (self.stopped or stream_end) else len(self.text) - self.hold
+        if ready > self.sent:
+            self.emit(self.text[self.sent : ready])
+            self.sent = ready
+
+
+class GenerationEngine:
+    """``model.generate`` with the ids in ``suppress_ids`` (the GEM tokens) never generated."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        suppress_ids: list[int],
+        pad_id: int,
+    ) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.suppress_ids, self.pad_id = list(suppress_ids), pad_id
+
+    @property
+    def context_length(self) -> int:
+        """Prompt + generated tokens the model takes (its position limit; 2048 if unknown)."""
+        cfg = self.model.config.get_text_config()
+        return int(getattr(cfg, "max_position_embeddings", 0) or 2048)
+
+    @property
+    def eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        return {e for e in eos + [self.tokenizer.eos_token_id] if e is not None}
+
+    def prompt_ids(
+        self, prompt: str | list[int] | list[dict[str, str]], *, chat: bool = False
+    ) -> list[int]:
+        """Ids of a text prompt (with the tokenizer's special tokens), of token ids as given, or
+        of a conversation (``chat=True``: the chat template, a string being one user turn)."""
+        if chat:
+            text = self.chat_prompt(prompt)  # type: ignore[arg-type]
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        elif isinstance(prompt, str):
+            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
+            ids = list(prompt)  # type: ignore[arg-type]
+        else:
+            raise TypeError(
+                f"prompt must be a string or a list of token ids, got {type(prompt).__name__}"
+            )
+        if not ids:
+            raise ValueError("prompt is empty")
+        return ids
+
+    def chat_prompt(self, messages: str | list[dict[str, str]]) -> str:
+        """The chat template applied to ``messages`` (a string is one user message)."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        if not isinstance(messages, list) or not all(
+            isinstance(m, dict)
+            and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str)
+            for m in messages
+        ):
+            raise TypeError(
+                "messages must be a string or a list of {'role': str, 'content': str} dicts"
+            )
+        if not self.tokenizer.chat_template:
+            raise ValueError(
+                "this tokenizer has no chat template: use generate() with a plain prompt"
+            )
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def generate_kwargs(self, prompt_len: int, s: Sampling) -> dict[str, Any]:
+        """``model.generate`` settings for ``s``: GEM ids suppressed, greedy at temperature 0,
+        stop strings matched after ``prompt_len`` tokens; seeds torch now if ``s.seed``."""
+        if s.seed is not None:
+            torch.manual_seed(s.seed)
+        suppress = SuppressTokensLogitsProcessor(self.suppress_ids, device=self.model.device)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": s.max_new_tokens,
+            "do_sample": s.temperature > 0,
+            "logits_processor": LogitsProcessorList([suppress]),
+            "pad_token_id": self.pad_id,
+            "stopping_criteria": StoppingCriteriaList(
+                [_StopOnText(self.tokenizer, prompt_len, s.stop)] if s.stop else []
+            ),
+        }
+        if s.temperature > 0:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    @torch.inference_mode()
+    def run(
+        self,
+        ids: list[int],
+        s: Sampling,
+        *,
+        on_text: Callable[[str], Any] | None = None,
+        cancel: threading.Event | None = None,
+        cache: Any = None,
+    ) -> Completion:
+        """Generate after prompt ``ids`` on the calling thread.
+
+        ``on_text`` receives the text piece by piece (a stop string and what may still begin
+        one held back); ``cancel`` stops at the next token once set; ``cache`` is a KV cache
+        that already holds the first tokens of ``ids``.
+        """
+        if not ids:
+            raise ValueError("prompt is empty")
+        input_ids = torch.tensor([ids], device=self.model.device)
+        kwargs = self.generate_kwargs(len(ids), s)
+        if cancel is not None:
+            kwargs["stopping_criteria"].append(_Cancelled(cancel))
+        if cache is not None:
+            kwargs["past_key_values"] = cache
+        streamer = _PieceStreamer(self.tokenizer, s.stop, on_text) if on_text else None
+        out = self.model.generate(
+            input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer, **kwargs
+        )
+        new = out[0, len(ids) :].tolist()
+        if streamer is not None:
+            text, stopped = streamer.text[: streamer.sent], streamer.stopped
+        else:
+            text, stopped = cut_at_stop(
+                self.tokenizer.decode(new, skip_special_tokens=True), s.stop
+            )
+        hit_eos = bool(new) and new[-1] in self.eos_ids
+        finish = "stop" if stopped or hit_eos or len(new) < s.max_new_tokens else "length"
+        return Completion(text, new, len(ids), len(new), finish)
+
+    def stream(
+        self, ids: list[int], s: Sampling, *, cache: Any = None
+    ) -> Generator[str, None, Completion]:
+        """:meth:`run` on a background thread, its text pieces yielded here; returns the
+        Completion. Closing the generator early stops the generation at its next token."""
+        pieces: queue.Queue[Any] = queue.Queue()
+        cancel, done = threading.Event(), object()
+        result: list[Any] = []
+
+        def work() -> None:
+            try:
+                result.append(self.run(ids, s, on_text=pieces.put, cancel=cancel, cache=cache))
+            except BaseException as exc:  # re-raised in the caller's thread below
+                result.append(exc)
+            pieces.put(done)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        try:
+            while (item := pieces.get()) is not done:
+                yield item
+        finally:
+            cancel.set()
+            thread.join()
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]

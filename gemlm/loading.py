@@ -1,0 +1,107 @@
+"""A GEM model's parts: a gemlm or Hugging Face folder, a .gguf, an alias or a hub id."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from .config import GEMConfig
+from .sources import DEFAULT_MODEL, is_gemlm_folder, resolve
+
+
+def default_dtype() -> torch.dtype:
+    """bf16 where the CPU computes it natively (AVX512-BF16 / AMX), else fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return torch.float32
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
+
+
+def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return default_dtype()
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype not in names:
+        raise ValueError(f"dtype must be one of {sorted(names)} or 'auto', got {dtype!r}")
+    return names[dtype]
+
+
+def load(
+    name_or_path: str | os.PathLike = DEFAULT_MODEL,
+    *,
+    num_special_tokens: int | None = None,
+    dtype: str | torch.dtype = "auto",
+    device: str = "cpu",
+    max_length: int | None = None,
+    attn_implementation: str = "sdpa",
+    adapter: str | os.PathLike | None = None,
+    **model_kwargs: Any,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, GEMConfig, str | os.PathLike | None]:
+    """(causal LM, tokenizer, GEM config, gated adapter folder or None) of a model argument.
+
+    The config of a model that is not yet a GEM model asks for ``num_special_tokens`` (default
+    1) new tokens; ``GEMModel`` adds them. See ``GEMModel.from_pretrained``.
+    """
+    config: GEMConfig | None = None
+    folder = resolve(name_or_path)
+    own_path = False  # True: name_or_path is the gated adapter itself
+    if adapter is None and is_gemlm_folder(folder):
+        config = GEMConfig.load(folder)
+        if config.adapter_scope == "special_only":
+            adapter, own_path = folder, True
+    if adapter is not None:
+        config = GEMConfig.load(adapter)
+        if config.adapter_scope != "special_only":
+            raise ValueError(f"{adapter} is not a gated adapter (adapter_scope='all')")
+        if config.base_model is None:  # pragma: no cover - GEMConfig refuses this
+            raise ValueError(f"{adapter} does not name its base model")
+        if own_path:
+            folder = resolve(config.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=as_dtype(dtype), attn_implementation=attn_implementation, **model_kwargs
+    ).to(device)
+    limit = context_limit(model)
+    if config is None:
+        config = GEMConfig(
+            num_special_tokens=1 if num_special_tokens is None else num_special_tokens,
+            max_length=min(512, limit),
+            base_model=str(name_or_path),
+        )
+    elif num_special_tokens not in (None, config.num_special_tokens):
+        raise ValueError(
+            f"{name_or_path} was trained with {config.num_special_tokens} special tokens; "
+            f"cannot load it with num_special_tokens={num_special_tokens}"
+        )
+    if max_length is not None:
+        config.max_length = max_length
+    if config.max_length > limit:
+        raise ValueError(f"max_length={config.max_length} exceeds the model's limit {limit}")
+    return model, tokenizer, config, adapter
+
+
+def context_limit(model: PreTrainedModel) -> int:
+    """Longest text the embedding path may use: the position limit, and the sliding window if
+    any (the k > 1 GEM mask is full causal, so texts must fit inside the window)."""
+    cfg = model.config.get_text_config()
+    limits = [getattr(cfg, "max_position_embeddings", None), getattr(cfg, "sliding_window", None)]
+    return min([x for x in limits if x] or [512])
