@@ -40,8 +40,10 @@ test-ray: $(STAMP)
 	$(PY) -m pytest -q -m slow tests/test_distributed.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check gemlm tests benchmarks
-	$(VENV)/bin/ruff format --check gemlm tests benchmarks
+	$(VENV)/bin/ruff check gemlm tests benchmarks tools
+	$(VENV)/bin/ruff format --check gemlm tests benchmarks tools
+	$(VENV)/bin/lint-imports
+	$(PY) tools/front_contract.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix gemlm tests benchmarks

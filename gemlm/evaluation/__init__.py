@@ -1,0 +1,1 @@
+"""Evaluation: mteb tasks read from local files, generation metrics, reports (``gemlm eval``)."""

@@ -1,0 +1,36 @@
+"""The front/engine contract that ``make lint`` checks (tools/front_contract.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("front_contract", ROOT / "tools/front_contract.py")
+contract = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(contract)
+
+
+def test_the_package_keeps_the_contract() -> None:
+    files = contract.checked_files(ROOT / "gemlm")
+    names = {str(p.relative_to(ROOT)) for p in files}
+    assert "gemlm/rag/ask.py" in names and "gemlm/serving/context.py" in names
+    assert "gemlm/model.py" not in names and not any(n.startswith("gemlm/training/") for n in names)
+    assert contract.main([str(p) for p in files]) == 0
+
+
+def test_reaching_through_the_front_is_caught(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "cfg = model.model.config\n"  # rag's old context-length read
+        "out = gem.model.generate(x)\n"  # serving's old streaming loop
+        "n = self.gem.model.get_input_embeddings()\n"
+        "ok = gem.encode(['a']) + ctx.gem.context_length\n"
+    )
+    assert contract.main([str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 1)[1] for line in lines[:3]] == [
+        "model.model",
+        "gem.model",
+        "self.gem.model",
+    ]
