@@ -1,8 +1,8 @@
 """Effect of keeping NTP in the contrastive stage: contrastive_alpha 1.0 vs lower, same everything.
 
 Trains the same short recipe once per alpha (same seed, data, steps), then measures each model
-and the base with the quick evaluators: STS-B Spearman, Banking77 accuracy, held-out Wikipedia
-perplexity. Writes one JSON.
+and the base with training's before/after evaluation (``gemlm eval``'s ``quick`` suite, with the
+recipe's held-out Wikipedia paragraphs as the perplexity texts). Writes one JSON.
 
     python benchmarks/alpha_ablation.py [--alphas 1.0 0.7] [--steps 60] [--out FILE.json]
 """
@@ -31,19 +31,18 @@ def main() -> None:
     ap.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.7])
     ap.add_argument("--steps", type=int, default=60, help="contrastive steps per run")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--limit", type=int, default=None, help="rows per quick-eval task")
+    ap.add_argument("--limit", type=int, default=None, help="rows per task (gemlm eval --limit)")
     ap.add_argument("--workdir", type=Path, default=Path("runs/alpha-ablation"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/alpha_ablation.json"))
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
 
-    base_cfg = GEMTrainingConfig.from_yaml(args.recipe)
+    base_cfg = GEMTrainingConfig.from_yaml(
+        args.recipe, [f"quick_eval_limit={json.dumps(args.limit)}"]
+    )
     texts = load_texts(data_dir() / base_cfg.train_data, min_words=base_cfg.min_words)
     heldout = list(train_eval_split(texts, base_cfg.eval_rows, base_cfg.seed)[1]["text"])
-    data = data_dir()
-    results = {
-        "base": quick_eval(GEMModel.from_pretrained(base_cfg.model), data, heldout, args.limit)
-    }
+    results = {"base": quick_eval(GEMModel.from_pretrained(base_cfg.model), base_cfg, heldout)}
     for alpha in args.alphas:
         out = args.workdir / f"alpha-{alpha}"
         shutil.rmtree(out, ignore_errors=True)
@@ -64,7 +63,7 @@ def main() -> None:
         minutes = (time.perf_counter() - t) / 60
         gem = GEMModel.from_pretrained(summary["model"], dtype=default_dtype())
         results[f"alpha={alpha}"] = {
-            **quick_eval(gem, data, heldout, args.limit),
+            **quick_eval(gem, base_cfg, heldout),
             "train_minutes": round(minutes, 1),
         }
         print(alpha, results[f"alpha={alpha}"])

@@ -1,6 +1,6 @@
 """Before/after a refactor, side by side in one run: the same vectors, tokens and speed?
 
-    python benchmarks/engine_parity.py --baseline 5ae90aa [--n 1200] [--rounds 3] [--serve]
+    python benchmarks/engine_parity.py --baseline 5ae90aa [--n 1200] [--rounds 3] [--serve-rounds 2]
 
 Checks ``--baseline`` out into a temporary git worktree, then runs child processes that import
 ``gemlm`` from the baseline tree or from this one (``PYTHONPATH``), alternating B N N B B N ...
@@ -14,8 +14,9 @@ CPU has it) and times, on the same STS-B sentences:
 
 The JSON gives, per path, the largest absolute difference and the smallest cosine between the
 two sides' vectors, whether every generated id is equal, and new/baseline throughput (best
-round of each side). ``--serve`` then runs each tree's ``benchmarks/serve_load.py`` back to back
-and reports each one's own server/offline ratio (the numbers that benchmark is about).
+round of each side). ``--serve-rounds N`` then runs each tree's ``benchmarks/serve_load.py`` N
+times, alternating, and reports each run's own server/offline ratio (what that benchmark is
+about; it measures both in one run) and each side's best.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--serve", action="store_true", help="also run serve_load.py in both trees")
+    ap.add_argument("--serve-rounds", type=int, default=0, help="serve_load.py runs per tree")
     ap.add_argument("--serve-requests", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "engine_parity.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -144,10 +145,12 @@ def main() -> None:
                     sides[side].append(res)
                     rates = ", ".join(f"{k} {v:.1f}" for k, v in res.items() if k.endswith("_s"))
                     print(f"round {r} {side}: {rates}", flush=True)
-            serve = {}
-            if args.serve:
-                for side in ("baseline", "new"):
-                    serve[side] = serve_ratio(trees[side], args, Path(tmp) / f"serve_{side}.json")
+            serve: dict[str, list[dict[str, Any]]] = {"baseline": [], "new": []}
+            for r in range(args.serve_rounds):
+                for side in ["baseline", "new"] if r % 2 == 0 else ["new", "baseline"]:
+                    res = serve_ratio(trees[side], args, Path(tmp) / f"serve_{side}{r}.json")
+                    serve[side].append(res)
+                    print(f"serve round {r} {side}: {res['summary']}", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT)
 
@@ -169,9 +172,13 @@ def main() -> None:
     for key in ("encode_texts_per_s", "packed_texts_per_s", "generate_tokens_per_s"):
         best = {s: max(r[key] for r in sides[s]) for s in sides}
         report["throughput"][key] = {**best, "new_over_baseline": best["new"] / best["baseline"]}
-    if serve:
+    if args.serve_rounds:
         keys = ("summary", "offline", "embed_only")
-        report["serve_load"] = {s: {k: serve[s].get(k) for k in keys} for s in serve}
+        report["serve_load"] = {s: [{k: r.get(k) for k in keys} for r in serve[s]] for s in serve}
+        ratio = {
+            s: max(r["summary"]["throughput_vs_offline_encode"] for r in serve[s]) for s in serve
+        }
+        report["serve_load_best_ratio"] = ratio
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps({k: report[k] for k in ("vectors", "generated_ids_equal", "throughput")},

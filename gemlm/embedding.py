@@ -122,15 +122,14 @@ class EmbeddingEngine:
         list of token ids (what LangChain's ``OpenAIEmbeddings`` sends) is taken as is. Both get
         the tail appended; a text that is too long loses its end, never the tail.
         """
-        at = [i for i, x in enumerate(items) if isinstance(x, str)]
-        texts = [prompt + items[i] for i in at]  # type: ignore[operator]
-        encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
-        seqs: list[list[int]] = [list(x) for x in items]  # type: ignore[arg-type]
-        for i, ids in zip(at, encoded, strict=True):
-            seqs[i] = ids
-        tail, cut = self.tail, 0
-        for i, ids in enumerate(seqs):
-            seqs[i], over = append_specials(ids, tail, self.config.max_length)
+        texts = [prompt + x for x in items if isinstance(x, str)]
+        encoded = iter(self.tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else [])
+        tail, seqs, cut = self.tail, [], 0
+        for x in items:
+            ids, over = append_specials(
+                next(encoded) if isinstance(x, str) else list(x), tail, self.config.max_length
+            )
+            seqs.append(ids)
             cut += over
         return seqs, cut
 

@@ -213,8 +213,8 @@ class GEMModel:
         return self._encode_role("document", sentences, kwargs)
 
     def _encode_role(self, role: str, sentences: Any, kwargs: dict[str, Any]) -> Any:
-        if "prompt" not in kwargs and "prompt_name" not in kwargs and role in self.config.prompts:
-            kwargs["prompt_name"] = role
+        if "prompt" not in kwargs and "prompt_name" not in kwargs:
+            kwargs["prompt"] = self.prompt(role)
         return self.encode(sentences, **kwargs)
 
     def similarity(self, a: Any, b: Any) -> torch.Tensor:

@@ -9,7 +9,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,8 +20,11 @@ from .generation_suite import GenerationData, prepare_generation, run_generation
 from .loglik import LoglikScorer
 from .readers import TaskData, read_task
 from .report import write_report
-from .suite import load_suite
+from .suite import Suite, load_suite
 from .tasks import build_task
+
+if TYPE_CHECKING:
+    from ..model import GEMModel
 
 
 def evaluate(
@@ -51,11 +54,7 @@ def evaluate(
     if len(set(labels)) != len(labels):
         raise ValueError(f"model labels repeat: {labels} (use label=kind:target)")
     folder = data_dir(data)
-    the_suite = load_suite(suite)
-    tasks = [read_task(spec, folder, limit) for spec in the_suite.tasks]  # all checks, no model yet
-    gen = prepare_generation(
-        the_suite.generation if generation else {}, folder, limit, the_suite.source_file
-    )
+    the_suite, tasks, gen = _read(suite, folder, limit, generation)  # all checks, no model yet
     log(
         f"data read in {time.perf_counter() - started:.1f}s: {[t.spec.name for t in tasks]}"
         f" + {list(gen.mc) + (['Wiki ppl'] if gen.ppl_texts else [])}"
@@ -107,6 +106,44 @@ def evaluate(
     paths = write_report(payload, out)
     log(f"wrote {', '.join(str(p) for p in paths)} in {meta['seconds_total']:.0f}s")
     return payload
+
+
+def evaluate_loaded(
+    gem: GEMModel,
+    suite: str | Path = "quick",
+    data: str | Path | None = None,
+    limit: int | None = None,
+    *,
+    generation: bool = True,
+    perplexity_texts: list[str] | None = None,
+    log: Any = print,
+) -> dict[str, dict[str, Any]]:
+    """``suite`` on a GEMModel already in memory (training's before/after): {task: result}.
+
+    The same tasks, subsets and scorers as ``gemlm eval``; ``perplexity_texts`` replaces the
+    suite's perplexity paragraphs (training passes the ones it held out), capped at the
+    suite's ``n``. Nothing is written.
+    """
+    the_suite, tasks, gen = _read(suite, data_dir(data), limit, generation)
+    if perplexity_texts is not None and gen.ppl_texts:
+        gen.ppl_texts = list(perplexity_texts)[: len(gen.ppl_texts)]
+    spec = ModelSpec(kind="gem", target="<in memory>", label="model")
+    results = _run_embedding(TextEncoder(spec, gem), tasks, limit, log)
+    if gen.mc or gen.ppl_texts:
+        results.update(run_generation(_scorer(spec, gem), gen, log))
+    return results
+
+
+def _read(
+    suite: str | Path, folder: Path, limit: int | None, generation: bool
+) -> tuple[Suite, list[TaskData], GenerationData]:
+    """The suite, its tasks' rows and its generation data: every check before a model loads."""
+    the_suite = load_suite(suite)
+    tasks = [read_task(spec, folder, limit) for spec in the_suite.tasks]
+    gen = prepare_generation(
+        the_suite.generation if generation else {}, folder, limit, the_suite.source_file
+    )
+    return the_suite, tasks, gen
 
 
 def _run_embedding(

@@ -120,8 +120,9 @@ class GEMTrainingConfig:
     save_total_limit: int = _f(2, "Checkpoints kept per stage.")
     logging_steps: int = _f(5, "Log every N steps.")
     seed: int = _f(0, "Seed for data order, GEM placement and dropout.")
-    quick_eval: bool = _f(True, "Measure STS-B / Banking77 / perplexity before and after.")
-    quick_eval_limit: int | None = _f(None, "Cap rows per quick-eval task (None = full test sets).")
+    quick_eval: bool = _f(True, "Run eval_suite on the model before and after training.")
+    eval_suite: str = _f("quick", "gemlm eval suite (name or .yaml) of the before/after numbers.")
+    quick_eval_limit: int | None = _f(None, "Cap rows per before/after task (gemlm eval --limit).")
     sample_prompt: str = _f("What is the capital of France?", "Chat prompt answered before/after.")
 
     def __post_init__(self) -> None:

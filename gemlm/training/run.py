@@ -206,14 +206,16 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
 
     is_main = PartialState().is_main_process  # under DDP only rank 0 evaluates and saves
     summary: dict[str, Any] = {"config": cfg.to_dict()}
-    data = default_data_dir(cfg.data_dir) if cfg.quick_eval else None
+    if cfg.quick_eval:  # a missing data folder or a bad suite fails now, not after training
+        from ..evaluation.suite import load_suite
+
+        default_data_dir(cfg.data_dir)
+        load_suite(cfg.eval_suite)
     if cfg.quick_eval and is_main:
         from .quick_eval import eval_copy, quick_eval
 
         if not (out / "before.json").exists():  # measured once per run folder
-            before = quick_eval(
-                eval_copy(gem), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
-            )
+            before = quick_eval(eval_copy(gem), cfg, heldout_texts)
             (out / "before.json").write_text(json.dumps(before))
         summary["before"] = json.loads((out / "before.json").read_text())
 
@@ -254,9 +256,10 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     if cfg.quick_eval:
         from .quick_eval import eval_copy, quick_eval
 
-        summary["after"] = quick_eval(
-            eval_copy(gem, final), data, heldout_texts, cfg.quick_eval_limit, cfg.sample_prompt
-        )
+        gated = cfg.adapter_scope == "special_only"  # generates as the base: reuse "before"
+        after = quick_eval(eval_copy(gem, final), cfg, heldout_texts, generation=not gated)
+        shared = {k: v for k, v in summary.get("before", {}).items() if k not in after}
+        summary["after"] = {**after, **(shared if gated else {})}
     summary["model"] = str(final)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
