@@ -205,11 +205,11 @@ class GEMModel:
         return emb[0] if single else list(emb)
 
     def encode_query(self, sentences: str | Iterable[str], **kwargs: Any) -> Any:
-        """``encode`` with the "query" prompt when the config defines one."""
+        """``encode`` with ``prompt("query")``: the query prompt, else the default one."""
         return self._encode_role("query", sentences, kwargs)
 
     def encode_document(self, sentences: str | Iterable[str], **kwargs: Any) -> Any:
-        """``encode`` with the "document" prompt when the config defines one."""
+        """``encode`` with ``prompt("document")``: the document prompt, else the default one."""
         return self._encode_role("document", sentences, kwargs)
 
     def _encode_role(self, role: str, sentences: Any, kwargs: dict[str, Any]) -> Any:
