@@ -176,7 +176,7 @@ def test_shipped_spec_reads_as_before(mirror, name):
     _assert_as_before(read_task(load_spec(name), mirror), mirror, None)
 
 
-@pytest.mark.parametrize("suite", ["dev", "quick", "report"])
+@pytest.mark.parametrize("suite", ["dev", "quick", "report", "demo"])
 @pytest.mark.parametrize("limit", [None, 7])
 def test_shipped_suite_subsets_as_before(mirror, suite, limit):
     for spec in load_suite(suite).tasks:
