@@ -89,17 +89,17 @@ class RagEngine:
         gem = self.model
         if self.reuse:  # after the chat header, as the generation prompt starts
             text_ids = gem.tokenizer(self.header + question, add_special_tokens=False)["input_ids"]
-            ids, cut = gem.tokenize_for_embedding([text_ids])
-        else:
-            ids, cut = gem.tokenize_for_embedding([question], role="query")
+            try:  # the engine refuses a text its window cannot hold, naming both sizes
+                fwd = gem.embed_keep_cache(text_ids)
+            except ValueError as exc:
+                raise QuestionTooLong(f"with the chat header, {exc}") from exc
+            return fwd.embedding.numpy(), fwd
+        ids, cut = gem.tokenize_for_embedding([question], role="query")
         if cut:
             raise QuestionTooLong(
                 f"the question is longer than the embedding window holds with its prompt "
                 f"(max_length={gem.config.max_length} tokens, special tokens included)"
             )
-        if self.reuse:
-            fwd = gem.embed_keep_cache(text_ids)
-            return fwd.embedding.numpy(), fwd
         return gem.embed_ids(ids)[0].numpy(), None
 
     def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:

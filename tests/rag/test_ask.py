@@ -80,6 +80,9 @@ def test_too_long_question_and_context(tiny_gem, store) -> None:
     engine = RagEngine(tiny_gem, store, "c", model_id="tiny")
     with pytest.raises(QuestionTooLong, match="embedding window"):
         engine.ask("the cat sat " * 200, max_new_tokens=2)
+    reusing = RagEngine(tiny_gem, store, "c", model_id="tiny", reuse=True)
+    with pytest.raises(QuestionTooLong, match="embedding window holds"):
+        reusing.ask("the cat sat " * 200, max_new_tokens=2)
     with pytest.raises(QuestionTooLong, match="context window"):
         engine.ask(Q, max_new_tokens=250)
     ids, kept = engine.prompt_ids(Q, engine.retrieve(Q), 150)  # drops sources to fit
