@@ -51,7 +51,12 @@ ALIASES: dict[str, Alias] = {
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
 }
-DEFAULT_MODEL = "smollm2-135m-instruct"
+BASE_MODEL = "smollm2-135m-instruct"  # the default base: what recipes train on
+# The default model: the base until a trained GEM adapter ships under gemlm/pretrained/ (then
+# its alias, e.g. "smollm2-135m-gem"; issue 22).
+DEFAULT_MODEL = BASE_MODEL
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+CHECKSUMS = "SHA256SUMS"  # in a shipped folder: "<sha256>  <relative path>" per file
 
 
 class ModelSourceError(Exception):
@@ -72,6 +77,8 @@ def resolve(name_or_path: str | os.PathLike) -> str:
     path = Path(name).expanduser()
     if name.lower() in ALIASES:
         return str(_alias_folder(name.lower()))
+    if name.lower() in pretrained_names():
+        return str(pretrained_folder(name.lower()))
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelSourceError(f"GGUF file not found: {path}")
@@ -88,11 +95,39 @@ def resolve(name_or_path: str | os.PathLike) -> str:
         return name  # a hub id: from_pretrained fetches it when a hub is reachable
     if "/" in name:
         raise ModelSourceError(f"model path not found: {path}")
-    known = ", ".join(sorted(ALIASES))
+    known = ", ".join(sorted([*ALIASES, *pretrained_names()]))
     raise ModelSourceError(
         f"unknown model {name!r}: not a folder, a .gguf file, or an alias ({known}); "
         "hub ids look like 'org/name'"
     )
+
+
+def pretrained_names() -> list[str]:
+    """The GEM adapters shipped inside the package (``gemlm/pretrained/<name>/``)."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if is_gemlm_folder(p))
+
+
+def pretrained_folder(name: str) -> Path:
+    """A shipped adapter's folder, after checking every file against its ``SHA256SUMS``: a
+    changed, truncated or missing file is an error naming it (reinstall gemlm), never loaded."""
+    folder = PRETRAINED_DIR / name
+    try:
+        lines = (folder / CHECKSUMS).read_text().splitlines()
+    except OSError as exc:
+        raise ModelSourceError(
+            f"shipped model {name!r} has no {CHECKSUMS}: reinstall gemlm"
+        ) from exc
+    for line in filter(None, (ln.strip() for ln in lines)):
+        digest, _, rel = line.partition("  ")
+        file = folder / rel
+        if not file.is_file() or _file_digest(file)["sha256"] != digest:
+            raise ModelSourceError(
+                f"shipped model {name!r}: {rel} is missing or does not match its checksum "
+                f"({folder / CHECKSUMS}); reinstall gemlm"
+            )
+    return folder
 
 
 def _alias_folder(alias: str) -> Path:

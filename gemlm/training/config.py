@@ -112,6 +112,22 @@ class GEMTrainingConfig:
     # optimisation
     lr_scheduler: str = _f("cosine", "Scheduler per stage (transformers name).")
     warmup_ratio: float = _f(0.0, "Warm-up share of each stage.")
+    warmup_steps: int | None = _f(
+        None,
+        "Warm-up steps of each stage (overrides warmup_ratio; a fixed count keeps the "
+        "schedules of a long run and its shorter branches identical up to the decay).",
+    )
+    decay_ratio: float = _f(
+        0.1,
+        "With lr_scheduler warmup_stable_decay: the share of a stage's steps at its end spent "
+        "decaying to 0 (1-sqrt shape); before it the rate is flat.",
+    )
+    pair_pool_steps: int | None = _f(
+        None,
+        "Size the contrastive pair pool for this many steps instead of contrastive_steps: a "
+        "shorter branch of a long run, resumed from one of its checkpoints, then draws from the "
+        "long run's pool (benchmarks/scaling_curve.py).",
+    )
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
     bf16: bool = _f(True, "bf16 autocast (CPU AMX/AVX512-BF16); weights stay fp32.")
@@ -158,6 +174,10 @@ class GEMTrainingConfig:
             "lora_r": self.lora_r >= 1,
             "eval_rows": self.eval_rows >= 1,
             "save_steps": self.save_steps >= 1,
+            "warmup_steps": self.warmup_steps is None or self.warmup_steps >= 0,
+            "decay_ratio": 0 < self.decay_ratio <= 1,
+            "pair_pool_steps": self.pair_pool_steps is None
+            or self.pair_pool_steps >= self.contrastive_steps,
             "logging_steps": self.logging_steps >= 1,
             "gradient_accumulation_steps": self.gradient_accumulation_steps >= 1,
             "logit_scale_init": 0 < self.logit_scale_init <= self.logit_scale_max,

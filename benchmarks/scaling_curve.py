@@ -1,0 +1,168 @@
+"""What does more self-supervised training buy? Recipe v3's mix at 1x / 3x / 10x its pairs.
+
+One long ``special_only`` run (default ``recipes/smollm2-135m-cpu-scale.yaml``: v3's mix and
+rates, 1,300 contrastive steps of 64 pairs = 10x v3) on a warmup-stable-decay schedule whose flat
+part is checkpointed at the decay start of every point. A shorter point P resumes from the long
+run's checkpoint at ``P - decay_ratio * P`` (weights, optimizer and scheduler state) with its own
+decay to 0, drawing from the long run's pair pool (``pair_pool_steps``): every point is the honest
+end of a run of P steps, and the shorter ones cost only their decay. Each point is scored on the ``report`` suite's embedding tasks
+(generation is the base model's by construction).
+
+Wall time per point = the mixed-NTP stage + the long run's contrastive time per step x the decay
+start + the point's own decay (the Trainer's ``train_runtime`` of each piece; no evaluation).
+
+Resumable: the long run continues from its checkpoints, a point whose model exists is not
+retrained, one whose report exists is not re-scored.
+
+    python benchmarks/scaling_curve.py [--config recipes/smollm2-135m-cpu-scale.yaml]
+        [--points 130 390 1300] [--out benchmarks/results/scaling_curve.json]
+
+Writes ``<output_dir>/point-<P>/`` and ``benchmarks/results/scaling_curve.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from gemlm.evaluation.run import evaluate
+from gemlm.training.config import GEMTrainingConfig
+from gemlm.training.run import train
+
+TASKS = ("STSBenchmark", "Banking77", "Emotion", "SciFact", "SQuADRetrieval")
+CONTRASTIVE = "stage2-contrastive"
+
+
+def decay_start(steps: int, decay_ratio: float) -> int:
+    """The step where a run of ``steps`` starts to decay (as ``_scheduler_kwargs`` computes it).
+
+    >>> decay_start(130, 0.1), decay_start(390, 0.1), decay_start(1300, 0.1)
+    (117, 351, 1170)
+    """
+    return steps - max(1, round(decay_ratio * steps))
+
+
+def runtime(log: Path) -> tuple[float, int]:
+    """(train_runtime seconds, global steps) of one finished stage."""
+    rows = json.loads(log.read_text())
+    end = next(r for r in rows if "train_runtime" in r)
+    return float(end["train_runtime"]), int(end["step"])
+
+
+def branch(main: Path, folder: Path, start: int) -> None:
+    """A point's folder: the long run's NTP stage and its checkpoint at ``start``."""
+    if (folder / CONTRASTIVE).exists():
+        return
+    ckpt = main / CONTRASTIVE / f"checkpoint-{start}"
+    if not (ckpt / "trainer_state.json").exists():
+        raise SystemExit(f"{ckpt} is missing: the long run must save at every decay start")
+    shutil.copytree(main / "stage1-ntp", folder / "stage1-ntp")
+    shutil.copytree(ckpt, folder / CONTRASTIVE / ckpt.name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="recipes/smollm2-135m-cpu-scale.yaml")
+    ap.add_argument("--points", type=int, nargs="+", default=[130, 390, 1300])
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling_curve.json"))
+    args = ap.parse_args()
+    command = "python " + shlex.join(sys.argv)
+    cfg = GEMTrainingConfig.from_yaml(args.config)
+    longest = max(args.points)
+    if cfg.contrastive_steps != longest or cfg.lr_scheduler != "warmup_stable_decay":
+        raise SystemExit(f"{args.config}: needs warmup_stable_decay and {longest} steps")
+    starts = {p: decay_start(p, cfg.decay_ratio) for p in args.points if p < longest}
+    if any(s % cfg.save_steps for s in starts.values()):
+        raise SystemExit(f"save_steps={cfg.save_steps} must divide every decay start {starts}")
+    main_dir = Path(cfg.output_dir)
+
+    train(cfg, resume=True)  # the long run (skipped stage by stage when finished)
+    ntp_s, _ = runtime(main_dir / "stage1-ntp" / "log_history.json")
+    main_s, main_steps = runtime(main_dir / CONTRASTIVE / "log_history.json")
+    per_step = main_s / main_steps
+
+    rows: dict[str, dict] = {}
+    for point in sorted(args.points):
+        folder = main_dir if point == longest else main_dir / f"point-{point}"
+        if point == longest:
+            seconds = ntp_s + main_s
+        else:
+            branch(main_dir, folder, starts[point])
+            over = [f"output_dir={folder}", f"contrastive_steps={point}"]
+            over.append(f"pair_pool_steps={longest}")
+            train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
+            decay_s, _ = runtime(folder / CONTRASTIVE / "log_history.json")
+            seconds = ntp_s + per_step * starts[point] + decay_s
+        label = f"x{point / 130:g}"
+        report = folder / "report.json"
+        if not report.exists():
+            evaluate(
+                [f"{label}=gem:{folder / 'model'}"],
+                "report",
+                report.with_suffix(".md"),
+                generation=False,
+                command=command,
+            )
+        scores = json.loads(report.read_text())["results"][label]
+        row = {t: round(scores[t]["main"], 2) for t in TASKS if t in scores}
+        row["mean"] = round(sum(row.values()) / len(row), 2)
+        rows[label] = {
+            "steps": point,
+            "pairs": point * cfg.contrastive_batch_size * cfg.gradient_accumulation_steps,
+            "train_minutes": round(seconds / 60, 1),
+            "model": str(folder / "model"),
+            **row,
+        }
+        print(label, rows[label], flush=True)
+        write(args.out, args.config, command, rows)
+
+
+def write(out: Path, config: str, command: str, rows: dict[str, dict]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": config, "command": command, "points": rows}, indent=2))
+    lines = [
+        f"# Scaling curve ({config}, report suite embedding tasks, special_only)",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| point | pairs | " + " | ".join(TASKS) + " | mean | train min |",
+        "|---|---:|" + "---:|" * (len(TASKS) + 2),
+    ]
+    for label, r in rows.items():
+        cells = " | ".join(f"{r[t]:.1f}" if t in r else "" for t in TASKS)
+        lines.append(
+            f"| {label} | {r['pairs']:,} | {cells} | {r['mean']:.1f} | {r['train_minutes']} |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(out.with_suffix(".png"), rows)
+
+
+def plot(path: Path, rows: dict[str, dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = [r["pairs"] for r in rows.values()]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for task in (*TASKS, "mean"):
+        ax.plot(pairs, [r.get(task) for r in rows.values()], marker="o", label=task,
+                linewidth=2.5 if task == "mean" else 1.2)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("contrastive pairs seen (log)")
+    ax.set_ylabel("score (x100)")
+    ax.set_title("GEM special_only, recipe v3 mix: quality vs training pairs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Shipped GEM adapters (gemlm/pretrained/<name>/): packaging, checksums, loading by name."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gemlm import sources
+from gemlm.model import GEMModel
+from gemlm.sources import CHECKSUMS, ModelSourceError, pretrained_folder
+
+_spec = importlib.util.spec_from_file_location(
+    "ship_model", Path(__file__).resolve().parents[1] / "tools/ship_model.py"
+)
+ship_model = importlib.util.module_from_spec(_spec)
+sys.modules["ship_model"] = ship_model
+_spec.loader.exec_module(ship_model)
+
+
+@pytest.fixture
+def trained_special_only(tmp_path: Path, tiny_llama_dir: Path) -> GEMModel:
+    """A special_only model over the tiny test model, its LoRA B moved off zero (as training
+    would), so the adapter changes the embedding."""
+    from gemlm.adapter import SpecialGate
+    from gemlm.training.trainer import apply_lora
+
+    gem = GEMModel.from_pretrained(tiny_llama_dir, dtype="float32")
+    lm = apply_lora(gem.model, gem.special_ids, r=4, alpha=8, dropout=0.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in lm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    SpecialGate(lm, gem.special_ids)
+    gem.model = lm.eval()
+    gem.config.adapter_scope, gem.config.base_model = "special_only", str(tiny_llama_dir)
+    return gem
+
+
+@pytest.fixture
+def shipped(trained_special_only, tmp_path, monkeypatch) -> tuple[GEMModel, Path]:
+    """The tiny adapter shipped as ``tiny-gem`` into a temporary pretrained folder."""
+    folder = trained_special_only.save_pretrained(tmp_path / "run" / "model")
+    base = trained_special_only.config.base_model
+    monkeypatch.setattr(ship_model, "ALIASES", {base: None})  # the tiny folder stands in
+    monkeypatch.setattr(sources, "PRETRAINED_DIR", tmp_path / "pretrained")
+    card = tmp_path / "card.md"
+    card.write_text("---\nbase_model: tiny\n---\n# tiny\n")
+    return trained_special_only, ship_model.ship(folder, "tiny-gem", card, sources.PRETRAINED_DIR)
+
+
+def test_ship_writes_a_bf16_checksummed_folder(shipped) -> None:
+    import safetensors.torch
+
+    _, out = shipped
+    assert sources.pretrained_names() == ["tiny-gem"]
+    assert pretrained_folder("tiny-gem") == out
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert "README.md" in files and CHECKSUMS in files and "gemlm_config.json" in files
+    tensors = safetensors.torch.load_file(str(next(out.rglob("*.safetensors"))))
+    assert {t.dtype for t in tensors.values() if t.is_floating_point()} == {torch.bfloat16}
+
+
+def test_a_shipped_alias_loads_by_name_like_its_run_folder(shipped) -> None:
+    trained, _ = shipped
+    texts = ["a short text", "another, rather longer text about something else"]
+    loaded = GEMModel.from_pretrained("tiny-gem", dtype="float32")
+    assert loaded.config.adapter_scope == "special_only"
+    # bf16 weights: equal to the fp32 run's vectors within bf16 rounding, not bit for bit
+    assert torch.allclose(
+        torch.as_tensor(loaded.encode(texts)), torch.as_tensor(trained.encode(texts)), atol=2e-2
+    )
+
+
+def test_a_changed_or_missing_file_is_refused(shipped) -> None:
+    _, out = shipped
+    weights = next(out.rglob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelSourceError, match="does not match its checksum"):
+        GEMModel.from_pretrained("tiny-gem")
+    weights.unlink()
+    with pytest.raises(ModelSourceError, match="missing"):
+        sources.resolve("tiny-gem")
+    (out / CHECKSUMS).unlink()
+    with pytest.raises(ModelSourceError, match="reinstall"):
+        sources.resolve("tiny-gem")
+
+
+def test_only_a_gated_adapter_on_a_builtin_alias_ships(trained_special_only, tmp_path) -> None:
+    folder = trained_special_only.save_pretrained(tmp_path / "model")
+    card = tmp_path / "card.md"
+    card.write_text("# x\n")
+    with pytest.raises(SystemExit, match="built-in alias"):
+        ship_model.ship(folder, "x", card, tmp_path / "pretrained")  # its base is a folder
+    assert not (tmp_path / "pretrained" / "x").exists()
+
+
+def test_card_front_matter_holds_the_measured_scores(trained_special_only) -> None:
+    import yaml
+
+    recipe = {
+        "contrastive_steps": 130,
+        "contrastive_batch_size": 64,
+        "seed": 0,
+        "matryoshka_dims": [64, 128],
+        "pair_mix": {"ict": 1},
+    }
+    scores = {"STSBenchmark": 70.0, "SciFact": 60.0}
+    text = ship_model.card(
+        "tiny-gem", trained_special_only.config, scores, recipe, "r.yaml", "gemlm train", 12.5
+    )
+    meta = yaml.safe_load(text.split("---\n", 2)[1])
+    assert meta["report_suite"] == {"STSBenchmark": 70.0, "SciFact": 60.0, "mean": 65.0}
+    assert meta["seed"] == 0 and meta["train_minutes"] == 12.5
+    assert "| STSBenchmark | 70.00 |" in text and "8,320 pairs" in text
