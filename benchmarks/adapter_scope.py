@@ -8,62 +8,48 @@ weights (a plain HF model) vs ``special_only`` = base + gated peft adapter, on a
 prefill (what generation and MMLU see) and on ``encode`` of STS-B sentences (a gated model
 encodes in two calls: the text as the base forward, then the GEM token over its cache).
 
-    python benchmarks/adapter_scope.py [--rounds 2] [--out benchmarks/results/adapter_scope.json]
+    python -m benchmarks.adapter_scope [--rounds 2] [--out benchmarks/results/adapter_scope.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from transformers.utils import logging as hf_logging
 
+from benchmarks._common import (
+    RESULTS,
+    best_of,
+    collate_batches,
+    stsb_rows,
+    train_steps,
+    wiki_texts,
+    write_result,
+)
 from gemlm.adapter import SpecialGate
-from gemlm.corpus import load_texts
 from gemlm.model import GEMModel, default_dtype
-from gemlm.paths import data_dir
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
 from gemlm.training.data import tokenize_and_chunk, tokenize_texts
 from gemlm.training.losses import LogitScale
 from gemlm.training.trainer import GEMTrainingModule, apply_lora
 
 
-def best_of(rounds: int, runs: dict[str, Callable[[], None]]) -> dict[str, float]:
-    """Best wall time per named run; runs interleaved each round (after one warm-up each)."""
-    for fn in runs.values():
-        fn()
-    best: dict[str, float] = {}
-    for r in range(rounds):
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t
-            best[name] = min(best.get(name, float("inf")), dt)
-            print(f"round {r}: {name:28s} {dt:7.2f} s", flush=True)
-    return best
-
-
 def training(args: argparse.Namespace) -> dict[str, float]:
     gem = GEMModel.from_pretrained(args.model, dtype="float32")
     lm = apply_lora(gem.model, gem.special_ids, r=16, alpha=32, dropout=0.0)
-    texts = load_texts(data_dir() / "wikipedia_en_wikiextractor/AA/wiki_00")
+    texts = wiki_texts("AA/wiki_00")
     chunks = tokenize_and_chunk(texts, gem.tokenizer, 256)["input_ids"][: 8 * args.steps]
     sents = tokenize_texts(texts.select(range(64 * args.steps)), gem.tokenizer, 48)["input_ids"]
     common = dict(special_ids=gem.special_ids, pad_id=gem.pad_id, mask_dtype=torch.bfloat16, seed=0)
     mixed = GEMCollator(gem_prob=0.2, format="reconstruction", **common)
     pairs = ContrastiveCollator(dropout=0.1, **common)
-    ntp_batches = [
-        mixed([{"input_ids": r} for r in chunks[i : i + 8]]) for i in range(0, len(chunks), 8)
-    ]
-    con_batches = [
-        pairs([{"input_ids": r} for r in sents[i : i + 32]]) for i in range(0, 32 * args.steps, 32)
-    ]
+    ntp_batches = collate_batches(mixed, chunks, 8)
+    con_batches = collate_batches(pairs, sents[: 32 * args.steps], 32)
     ntp, con = GEMTrainingModule(lm), GEMTrainingModule(lm, LogitScale(), alpha=0.9)
     opt = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=1e-5)
     gate: list[SpecialGate | None] = [None]
@@ -75,19 +61,14 @@ def training(args: argparse.Namespace) -> dict[str, float]:
             if scope == "all" and gate[0] is not None:
                 gate[0].remove()
                 gate[0] = None
-            for b in batches:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    loss = module(**b)["loss"]
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            train_steps(module, batches, opt)
 
         return run
 
     return best_of(
-        args.rounds,
         {f"train_mixed_ntp_{s}": scoped(s, ntp, ntp_batches) for s in ("all", "special_only")}
         | {f"train_contrastive_{s}": scoped(s, con, con_batches) for s in ("all", "special_only")},
+        args.rounds,
     )
 
 
@@ -101,10 +82,9 @@ def inference(args: argparse.Namespace) -> dict[str, float]:
     SpecialGate(gated_lm, base.special_ids)
     merged = GEMModel(lm.merge_and_unload().eval(), base.tokenizer, base.config)
     gated = GEMModel(gated_lm.eval(), base.tokenizer, base.config)
-    texts = load_texts(data_dir() / "wikipedia_en_wikiextractor/AA/wiki_01")
+    texts = wiki_texts("AA/wiki_01")
     ids = torch.tensor(tokenize_and_chunk(texts, base.tokenizer, 256)["input_ids"][:8])
-    with (data_dir() / "stsbenchmark/stsb-en-test.csv").open() as f:
-        sentences = [row[0] for row in csv.reader(f)][: args.sentences]
+    sentences = [row[0] for row in stsb_rows()][: args.sentences]  # column 1, repeats kept
 
     def prefill(gem: GEMModel) -> Callable[[], None]:
         def run() -> None:
@@ -117,13 +97,13 @@ def inference(args: argparse.Namespace) -> dict[str, float]:
         return lambda: gem.encode(sentences, batch_size=32)
 
     times = best_of(
-        args.rounds,
         {
             "prefill_plain_all_merged": prefill(merged),
             "prefill_plain_special_only": prefill(gated),
             "encode_all_merged": encode(merged),
             "encode_special_only": encode(gated),
         },
+        args.rounds,
     )
     times["_prefill_tokens"] = ids.numel()
     return times
@@ -135,7 +115,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="training steps per kind per round")
     ap.add_argument("--sentences", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/adapter_scope.json"))
+    ap.add_argument("--out", type=Path, default=RESULTS / "adapter_scope.json")
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -159,9 +139,7 @@ def main() -> None:
             "encode": ratio("encode_special_only", "encode_all_merged"),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(write_result(args.out, report), indent=2))
 
 
 if __name__ == "__main__":

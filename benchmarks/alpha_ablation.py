@@ -4,7 +4,7 @@ Trains the same short recipe once per alpha (same seed, data, steps), then measu
 and the base with training's before/after evaluation (``gemlm eval``'s ``quick`` suite, with the
 recipe's held-out Wikipedia paragraphs as the perplexity texts). Writes one JSON.
 
-    python benchmarks/alpha_ablation.py [--alphas 1.0 0.7] [--steps 60] [--out FILE.json]
+    python -m benchmarks.alpha_ablation [--alphas 1.0 0.7] [--steps 60] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
+from benchmarks._common import RESULTS, write_result
 from gemlm.corpus import load_texts, train_eval_split
 from gemlm.model import GEMModel, default_dtype
 from gemlm.paths import data_dir
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--limit", type=int, default=None, help="rows per task (gemlm eval --limit)")
     ap.add_argument("--workdir", type=Path, default=Path("runs/alpha-ablation"))
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/alpha_ablation.json"))
+    ap.add_argument("--out", type=Path, default=RESULTS / "alpha_ablation.json")
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
 
@@ -74,9 +75,7 @@ def main() -> None:
         "ntp_steps": 0,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(write_result(args.out, report), indent=2))
 
 
 if __name__ == "__main__":

@@ -16,20 +16,20 @@ runs twice: plain (like for like with lm-eval) and with the GEM token ids exclud
 ``gemlm eval`` runs it for a GEM model. ``--reference`` adds a hand-computed reference (one
 unpadded forward per request, full logits, ``torch.log_softmax``).
 
-    nice -n 19 .venv/bin/python benchmarks/check_loglik.py
+    nice -n 19 .venv/bin/python -m benchmarks.check_loglik [--reference]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmarks._common import RESULTS, write_result
 from gemlm.evaluation.generation import (
     MCItem,
     arc_items,
@@ -41,8 +41,6 @@ from gemlm.evaluation.generation import (
 from gemlm.evaluation.loglik import LoglikScorer
 from gemlm.model import GEMModel
 from gemlm.paths import data_dir
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def build_items(data: Path, n: int) -> dict[str, list[MCItem]]:
@@ -189,8 +187,7 @@ def main() -> None:
             f"acc_norm {c['acc_norm'][0]:.0f} vs {c['acc_norm'][1]:.0f} (gemlm vs lm-eval); "
             f"{t_ours:.0f}s vs {t_ref:.0f}s"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result, indent=1)
     print(f"wrote {args.out}")
 
 

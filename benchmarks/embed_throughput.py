@@ -4,16 +4,16 @@ All methods run in one process, interleaved over rounds (best round kept), on th
 STS-B sentences, so the ratios are comparable even on a noisy machine. MFU is measured
 against a bf16 matmul peak timed in the same run.
 
-    python benchmarks/embed_throughput.py [--n 1200] [--rounds 2] [--out FILE.json]
+    python -m benchmarks.embed_throughput [--n 1200] [--rounds 2] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,16 +21,9 @@ from sentence_transformers import SentenceTransformer, models
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from benchmarks._common import RESULTS, best_of, stsb_sentences, write_result
 from gemlm.model import GEMModel
-from gemlm.paths import data_dir
 from gemlm.sources import resolve
-
-
-def sts_sentences(n: int) -> list[str]:
-    with open(data_dir() / "stsbenchmark/stsb-en-test.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    seen = dict.fromkeys(s for r in rows for s in r[:2])
-    return list(seen)[:n]
 
 
 def matmul_peak(dtype: torch.dtype = torch.bfloat16, n: int = 2048, reps: int = 20) -> float:
@@ -82,12 +75,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1200)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/embed_throughput.json"))
+    ap.add_argument("--out", type=Path, default=RESULTS / "embed_throughput.json")
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
-    texts = sts_sentences(args.n)
+    texts = stsb_sentences(args.n)
     folder = resolve(args.model)
     gem_bf16 = GEMModel.from_pretrained(args.model, dtype="bfloat16")
     gem_fp32 = GEMModel.from_pretrained(args.model, dtype="float32")
@@ -102,14 +95,12 @@ def main() -> None:
     }
     for fn in methods.values():  # warm-up
         fn(texts[:64])
-    best: dict[str, float] = {}
-    for r in range(args.rounds):
-        for name, fn in methods.items():
-            t = time.perf_counter()
-            fn(texts)
-            dt = time.perf_counter() - t
-            best[name] = min(best.get(name, float("inf")), dt)
-            print(f"round {r}: {name:34s} {len(texts) / dt:8.1f} texts/s")
+    best = best_of(
+        {name: partial(fn, texts) for name, fn in methods.items()},
+        args.rounds,
+        warmup=False,
+        show=lambda name, dt: f"{name:34s} {len(texts) / dt:8.1f} texts/s",
+    )
 
     peak = matmul_peak()
     cfg = gem_bf16.model.config
@@ -150,8 +141,7 @@ def main() -> None:
             ),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(args.out, report)
     print(json.dumps(report["ratios"], indent=2))
     print(f"wrote {args.out}")
 

@@ -6,7 +6,7 @@ each model is then scored on the embedding tasks of the ``report`` suite (its ge
 the base model's by construction). Resumable: an arm whose model exists is not retrained, one
 whose report exists is not re-scored; a killed run continues from its checkpoints.
 
-    python benchmarks/pair_ablation.py [--arms dropout ict title crop mix] [--mix ict=1,crop=1]
+    python -m benchmarks.pair_ablation [--arms dropout ict title crop mix] [--mix ict=1,crop=1]
         [--stage1-from runs/smollm2-135m-cpu-v2] [--variant NAME key=value ...]
 
 A ``--variant`` is a further arm: the base recipe with the given overrides (e.g. another
@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
-import sys
 from pathlib import Path
 
+from benchmarks._common import RESULTS, command_line, md_table, write_result
 from gemlm.evaluation.run import evaluate
 from gemlm.training.config import GEMTrainingConfig
 from gemlm.training.run import train
@@ -96,11 +95,11 @@ def main() -> None:
         metavar=("NAME", "KEY=VALUE"),
         help="a further arm: the --mix recipe with these overrides (repeatable)",
     )
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/pair_ablation.json"))
+    ap.add_argument("--out", type=Path, default=RESULTS / "pair_ablation.json")
     args = ap.parse_args()
     mix = parse_mix(args.mix)
     variants = {name: list(over) for name, *over in args.variant}
-    command = "python " + shlex.join(sys.argv)
+    command = command_line()
 
     rows: dict[str, dict] = {}
     for arm in [*args.arms, *variants]:
@@ -132,23 +131,21 @@ def main() -> None:
 
 
 def write_table(out: Path, config: str, rows: dict[str, dict]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": config, "arms": rows}, indent=2) + "\n")
-    lines = [
-        f"# Pair-source ablation ({config}, report suite embedding tasks)",
-        "",
-        "| arm | " + " | ".join(TASKS) + " | mean | stage min |",
-        "|---|" + "---:|" * (len(TASKS) + 2),
-    ]
+    table = []
     for arm, row in rows.items():
         teacher = next((o.split("=", 1)[1] for o in row["overrides"] if "distill_teacher" in o), "")
         if teacher:  # supervision from another encoder: never read as GEM's own result
             arm = f"{arm} (distilled from {teacher}: not self-supervised)"
         vals = [row.get(t) for t in TASKS]
         mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
-        cells = " | ".join("" if v is None else f"{v:.1f}" for v in vals)
-        lines.append(f"| {arm} | {cells} | {mean:.1f} | {row['train_seconds'] / 60:.1f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        cells = ["" if v is None else f"{v:.1f}" for v in vals]
+        table.append([arm, *cells, f"{mean:.1f}", f"{row['train_seconds'] / 60:.1f}"])
+    lines = [
+        f"# Pair-source ablation ({config}, report suite embedding tasks)",
+        "",
+        *md_table(["arm", *TASKS, "mean", "stage min"], table),
+    ]
+    write_result(out, {"config": config, "arms": rows}, markdown="\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -5,30 +5,27 @@ group by length before cutting batches of 32, so larger groups pad less. This in
 SQuAD-dev paragraphs into fresh local Qdrant collections with each group size, alternating
 over rounds (best round kept), and reports passages/s and the ratio.
 
-    python benchmarks/rag_index.py [--paragraphs 384] [--groups 32,512] [--rounds 1]
+    python -m benchmarks.rag_index [--paragraphs 384] [--groups 32,512] [--rounds 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
-import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from transformers.utils import logging as hf_logging
 
+from benchmarks._common import RESULTS, ROOT, best_of, load_squad, write_result
 from gemlm.model import GEMModel
 from gemlm.rag.indexing import index_paths
 from gemlm.rag.store import RagStore, model_id_for
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from rag_squad import load_squad  # noqa: E402
 
 
 def main() -> None:
@@ -37,28 +34,37 @@ def main() -> None:
     ap.add_argument("--paragraphs", type=int, default=384)
     ap.add_argument("--groups", default="32,512")
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rag_index.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "rag_index.json")
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
     groups = [int(g) for g in args.groups.split(",")]
     squad, _ = load_squad(args.paragraphs)
     n = sum(len(a["paragraphs"]) for a in squad["data"])
     gem = GEMModel.from_pretrained(args.model)
-    best = {g: float("inf") for g in groups}
     with tempfile.TemporaryDirectory(prefix="gemlm-rag-index-") as tmp:
         corpus = Path(tmp) / "squad.json"
         corpus.write_text(json.dumps(squad))
+        fresh = itertools.count()
+
+        def index(group: int) -> float:
+            """Seconds to index the corpus into a fresh store (opening it not counted)."""
+            with RagStore(Path(tmp) / f"q{next(fresh)}-{group}") as store:
+                t = time.perf_counter()
+                rep = index_paths(
+                    gem, store, "c", [corpus], model_id=model_id_for(args.model), group_size=group
+                )
+                seconds = time.perf_counter() - t
+                assert rep.added == n, rep
+            return seconds
+
         gem.encode_document(["warm-up"])
-        for r in range(args.rounds):
-            for g in groups:
-                with RagStore(Path(tmp) / f"q{r}-{g}") as store:
-                    t = time.perf_counter()
-                    rep = index_paths(
-                        gem, store, "c", [corpus], model_id=model_id_for(args.model), group_size=g
-                    )
-                    best[g] = min(best[g], time.perf_counter() - t)
-                    assert rep.added == n, rep
-                print(f"group {g}: {n / best[g]:.2f} passages/s", flush=True)
+        best = best_of(
+            {g: partial(index, g) for g in groups},
+            args.rounds,
+            warmup=False,
+            self_timed=True,
+            show=lambda g, s: f"group {g}: {n / s:.2f} passages/s",
+        )
     result = {
         "model": args.model,
         "passages": n,
@@ -70,8 +76,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps(result["speedup_vs_first"]))
 
 

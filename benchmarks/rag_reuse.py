@@ -19,16 +19,16 @@ mask (what a continuation from a cache runs).
 Each method decodes exactly ``--new-tokens`` tokens (EOS ignored), and once more with 1 new
 token (the prefill-only worst case for the overhead).
 
-    python benchmarks/rag_reuse.py [--questions 4] [--rounds 3] [--new-tokens 32]
+    python -m benchmarks.rag_reuse [--questions 4] [--rounds 3] [--new-tokens 32]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,14 @@ import torch
 from transformers import DynamicCache
 from transformers.utils import logging as hf_logging
 
+from benchmarks._common import RESULTS, ROOT, best_of, squad_dev, write_result
 from gemlm.model import GEMModel, Sampling
-from gemlm.paths import data_dir
 from gemlm.rag import prompting, reuse
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def squad_cases(n: int, seed: int) -> list[dict[str, Any]]:
-    data = json.loads((data_dir() / "squad_v1.1/dev-v1.1.json").read_text(encoding="utf-8"))
+    """``n`` seeded questions, each with its paragraph and the next two of its article."""
+    data = squad_dev()
     cases = []
     for article in data["data"]:
         paras = article["paragraphs"]
@@ -72,13 +71,8 @@ def attention_kernel_ms(m: GEMModel, total: int, cached: int, reps: int = 10) ->
     q_len = total - cached
 
     def t(q: torch.Tensor, kv: torch.Tensor, **kw: Any) -> float:
-        F.scaled_dot_product_attention(q, kv, kv, **kw)
-        best = float("inf")
-        for _ in range(reps):
-            start = time.perf_counter()
-            F.scaled_dot_product_attention(q, kv, kv, **kw)
-            best = min(best, time.perf_counter() - start)
-        return 1000 * best * layers
+        sdpa = partial(F.scaled_dot_product_attention, q, kv, kv, **kw)
+        return 1000 * best_of({"sdpa": sdpa}, reps, show=None)["sdpa"] * layers
 
     kv = torch.randn(1, heads, total, dim, dtype=m.dtype)
     lower_right = torch.ones(q_len, total, dtype=torch.bool).tril(cached)  # (q_len, total)
@@ -100,7 +94,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rag_reuse.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "rag_reuse.json")
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
     m = GEMModel.from_pretrained(args.model, dtype=args.dtype)
@@ -143,15 +137,26 @@ def main() -> None:
     methods = ("answer", "naive", "reuse", "split")
     run("answer", cases[0], 2)  # warm-up
     results: dict[str, Any] = {}
+
+    def timed(method: str, i: int, new_tokens: int, reused: dict[int, int]) -> float:
+        secs, n = run(method, cases[i], new_tokens)
+        reused[i] = max(reused.get(i, 0), n)  # tokens the reuse / split layouts share
+        return secs
+
     for new_tokens in (args.new_tokens, 1):
-        best = {(mt, i): float("inf") for mt in methods for i in range(len(cases))}
-        reused = {}
-        for _ in range(args.rounds):
-            for i, case in enumerate(cases):
-                for mt in methods:
-                    secs, n = run(mt, case, new_tokens)
-                    best[mt, i] = min(best[mt, i], secs)
-                    reused[i] = max(reused.get(i, 0), n)
+        reused: dict[int, int] = {}
+        runs = {
+            (mt, i): partial(timed, mt, i, new_tokens, reused)
+            for i in range(len(cases))
+            for mt in methods
+        }
+        best = best_of(
+            runs,
+            args.rounds,
+            warmup=False,
+            self_timed=True,
+            show=None,
+        )
         total = {mt: sum(best[mt, i] for i in range(len(cases))) for mt in methods}
         results[f"new_tokens={new_tokens}"] = {
             "seconds": total,
@@ -191,8 +196,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_result(args.out, results)
     print(f"wrote {args.out}")
 
 

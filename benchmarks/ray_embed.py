@@ -14,7 +14,7 @@ separate pass over the same file), actor start-up and model load and the embeddi
 (both measured inside the actors), Parquet writing (driver), and the run's wall time. The
 Ray vectors are compared with the one-process vectors (max abs difference, min cosine).
 
-    python benchmarks/ray_embed.py [--n 5000] [--model smollm2-135m-instruct] [--dtype auto]
+    python -m benchmarks.ray_embed [--n 5000] [--model smollm2-135m-instruct] [--dtype auto]
         [--actors 2] [--threads-per-actor 1] [--threads 2] [--group 512] [--batch-size 32]
         [--out benchmarks/results/ray_embed.json]   (also writes ray_embed.md beside it)
 """
@@ -35,17 +35,15 @@ import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
+from benchmarks._common import RESULTS, agreement, md_table, squad_dev, write_result
 from gemlm.model import GEMModel
-from gemlm.paths import data_dir
 from gemlm.rag.documents import Document, chunk_document
 from gemlm.sources import DEFAULT_MODEL
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def squad_passages(tokenizer: Any, n: int, chunk_tokens: int) -> list[str]:
     """The first ``n`` distinct token windows of the SQuAD dev paragraphs, in file order."""
-    data = json.loads((data_dir() / "squad_v1.1/dev-v1.1.json").read_text(encoding="utf-8"))
+    data = squad_dev()
     seen: dict[str, None] = {}
     for article in data["data"]:
         for i, para in enumerate(article["paragraphs"]):
@@ -125,6 +123,13 @@ def ray_arm(args: argparse.Namespace, texts: list[str], tmp: Path) -> tuple[dict
 
 def markdown(r: dict[str, Any]) -> str:
     s, ray_ = r["one_process"], r["ray"]
+    one = f"one process, `encode_document`, {r['threads']} threads"
+    up = "Ray, embedding run (`embed_files_ray`, Ray already up)"
+    runs = [  # (label, seconds, passages/s)
+        (one, s["seconds"], s["texts_per_s"]),
+        (up, ray_["seconds"], ray_["texts_per_s"]),
+        ("Ray, incl. `ray.init`", ray_["seconds_incl_init"], ray_["texts_per_s_incl_init"]),
+    ]
     lines = [
         f"# Bulk embedding: Ray {r['actors']} actors x {r['threads_per_actor']} thread vs one "
         f"process x {r['threads']} threads",
@@ -133,14 +138,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['mean_tokens']:.1f} tokens each with the readout), model `{r['model']}`, "
         f"{r['dtype']}, groups of {r['group']} passages, forwards of {r['batch_size']}.",
         "",
-        "| | seconds | passages/s |",
-        "|---|---:|---:|",
-        f"| one process, `encode_document`, {r['threads']} threads | {s['seconds']:.1f} | "
-        f"{s['texts_per_s']:.1f} |",
-        f"| Ray, embedding run (`embed_files_ray`, Ray already up) | {ray_['seconds']:.1f} | "
-        f"{ray_['texts_per_s']:.1f} |",
-        f"| Ray, incl. `ray.init` | {ray_['seconds_incl_init']:.1f} | "
-        f"{ray_['texts_per_s_incl_init']:.1f} |",
+        *md_table(
+            ["", "seconds", "passages/s"],
+            [[name, f"{sec:.1f}", f"{rate:.1f}"] for name, sec, rate in runs],
+        ),
         "",
         f"Throughput, Ray / one process: **{r['ratio']:.2f}x** (run), "
         f"{r['ratio_incl_init']:.2f}x (incl. `ray.init`); counting only the time the actors "
@@ -149,9 +150,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "Where Ray's time goes (seconds):",
         "",
-        "| piece | s |",
-        "|---|---:|",
-        *[f"| {k} | {v:.2f} |" for k, v in ray_["timings"].items()],
+        *md_table(["piece", "s"], [[k, f"{v:.2f}"] for k, v in ray_["timings"].items()]),
         "",
         f"Vectors, Ray vs one process: max abs difference {r['max_abs_diff']:.2e}, "
         f"min cosine {r['min_cosine']:.6f}.",
@@ -171,7 +170,7 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--chunk-tokens", type=int, default=64)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ray_embed.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "ray_embed.json")
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
@@ -192,9 +191,6 @@ def main() -> None:
     t = ray_res["timings"]
     run_s = t["embed_files_ray_s"]
     embed_only = t["actor_embed_s (mean per actor)"]
-    cos = np.sum(ray_vecs * single_vecs, axis=1) / (
-        np.linalg.norm(ray_vecs, axis=1) * np.linalg.norm(single_vecs, axis=1)
-    )
     n = len(texts)
     result = {
         "model": args.model,
@@ -218,14 +214,11 @@ def main() -> None:
         "ratio": single_s / run_s,
         "ratio_incl_init": single_s / (run_s + t["ray_init_s"]),
         "ratio_actor_embed_only": single_s / embed_only,
-        "max_abs_diff": float(np.max(np.abs(ray_vecs - single_vecs))),
-        "min_cosine": float(np.min(cos)),
+        **agreement(ray_vecs, single_vecs),  # max_abs_diff, min_cosine
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+    write_result(args.out, result, markdown=markdown(result))
     print(markdown(result))
 
 

@@ -5,8 +5,8 @@ rates, 1,300 contrastive steps of 64 pairs = 10x v3) on a warmup-stable-decay sc
 part is checkpointed at the decay start of every point. A shorter point P resumes from the long
 run's checkpoint at ``P - decay_ratio * P`` (weights, optimizer and scheduler state) with its own
 decay to 0, drawing from the long run's pair pool (``pair_pool_steps``): every point is the honest
-end of a run of P steps, and the shorter ones cost only their decay. Each point is scored on the ``report`` suite's embedding tasks
-(generation is the base model's by construction).
+end of a run of P steps, and the shorter ones cost only their decay. Each point is scored on the
+``report`` suite's embedding tasks (generation is the base model's by construction).
 
 Wall time per point = the mixed-NTP stage + the long run's contrastive time per step x the decay
 start + the point's own decay (the Trainer's ``train_runtime`` of each piece; no evaluation).
@@ -14,7 +14,7 @@ start + the point's own decay (the Trainer's ``train_runtime`` of each piece; no
 Resumable: the long run continues from its checkpoints, a point whose model exists is not
 retrained, one whose report exists is not re-scored.
 
-    python benchmarks/scaling_curve.py [--config recipes/smollm2-135m-cpu-scale.yaml]
+    python -m benchmarks.scaling_curve [--config recipes/smollm2-135m-cpu-scale.yaml]
         [--points 130 390 1300] [--out benchmarks/results/scaling_curve.json]
 
 Writes ``<output_dir>/point-<P>/`` and ``benchmarks/results/scaling_curve.{json,md,png}``.
@@ -24,21 +24,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
-import sys
 from pathlib import Path
 
 from gemlm.evaluation.run import evaluate
 from gemlm.training.config import GEMTrainingConfig
 from gemlm.training.run import train
 
+from ._common import command_line, md_table, write_result
+
 TASKS = ("STSBenchmark", "Banking77", "Emotion", "SciFact", "SQuADRetrieval")
 CONTRASTIVE = "stage2-contrastive"
 
 
 def decay_start(steps: int, decay_ratio: float) -> int:
-    """The step where a run of ``steps`` starts to decay (as ``_scheduler_kwargs`` computes it).
+    """The step where a run of ``steps`` starts to decay (as ``training.args.scheduler_kwargs``).
 
     >>> decay_start(130, 0.1), decay_start(390, 0.1), decay_start(1300, 0.1)
     (117, 351, 1170)
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, nargs="+", default=[130, 390, 1300])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling_curve.json"))
     args = ap.parse_args()
-    command = "python " + shlex.join(sys.argv)
+    command = command_line()
     cfg = GEMTrainingConfig.from_yaml(args.config)
     longest = max(args.points)
     if cfg.contrastive_steps != longest or cfg.lr_scheduler != "warmup_stable_decay":
@@ -122,22 +122,23 @@ def main() -> None:
 
 
 def write(out: Path, config: str, command: str, rows: dict[str, dict]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": config, "command": command, "points": rows}, indent=2))
+    table = md_table(
+        ["point", "pairs", *TASKS, "mean", "train min"],
+        [
+            [label, f"{r['pairs']:,}", *(f"{r[t]:.1f}" if t in r else "" for t in TASKS),
+             f"{r['mean']:.1f}", r["train_minutes"]]
+            for label, r in rows.items()
+        ],
+    )  # fmt: skip
     lines = [
         f"# Scaling curve ({config}, report suite embedding tasks, special_only)",
         "",
         f"Command: `{command}`",
         "",
-        "| point | pairs | " + " | ".join(TASKS) + " | mean | train min |",
-        "|---|---:|" + "---:|" * (len(TASKS) + 2),
+        *table,
     ]
-    for label, r in rows.items():
-        cells = " | ".join(f"{r[t]:.1f}" if t in r else "" for t in TASKS)
-        lines.append(
-            f"| {label} | {r['pairs']:,} | {cells} | {r['mean']:.1f} | {r['train_minutes']} |"
-        )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    result = {"config": config, "command": command, "points": rows}
+    write_result(out, result, markdown="\n".join(lines) + "\n", with_torch=True)
     print("\n".join(lines))
     plot(out.with_suffix(".png"), rows)
 

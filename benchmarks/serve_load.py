@@ -10,7 +10,7 @@
    Each phase sends ``--requests`` requests or stops issuing at ``--time-limit`` seconds.
 3. Error count over both phases (target 0) and the server's RSS vs the model alone (<= 1.15x).
 
-    python benchmarks/serve_load.py [--model smollm2-135m-instruct] [--requests 1000]
+    python -m benchmarks.serve_load [--model smollm2-135m-instruct] [--requests 1000]
         [--clients 32] [--time-limit 300] [--out benchmarks/results/serve_load.json]
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import platform
@@ -26,32 +25,13 @@ import socket
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-
-
-def text_pool(n: int) -> list[str]:
-    """Unique STS-B test sentences (real lengths); synthetic ones if the data is missing."""
-    try:
-        from gemlm.paths import data_dir
-
-        with open(data_dir() / "stsbenchmark/stsb-en-test.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        texts = list(dict.fromkeys(s for r in rows for s in r[:2]))
-    except (OSError, ImportError):
-        texts = []
-    if len(texts) < n:
-        words = "the cat sat on a mat while stocks fell and paris is the capital of france".split()
-        rng = np.random.default_rng(0)
-        texts += [
-            " ".join(rng.choice(words, size=int(rng.integers(5, 25))))
-            for _ in range(n - len(texts))
-        ]
-    return texts[:n]
+from benchmarks._common import RESULTS, best_of, memory_mb, text_pool, write_result
 
 
 def cpu_seconds(pid: int | str = "self") -> float:
@@ -61,13 +41,8 @@ def cpu_seconds(pid: int | str = "self") -> float:
 
 
 def rss_mb(pid: int | str = "self") -> dict[str, float]:
-    """Resident (VmRSS) and peak resident (VmHWM) memory of a process, in MB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    return {"rss_mb": round(out["VmRSS"], 1), "peak_rss_mb": round(out["VmHWM"], 1)}
+    """Resident and peak resident memory of a process, in MB, to 0.1."""
+    return {k: round(v, 1) for k, v in memory_mb(pid).items()}
 
 
 def offline(args: argparse.Namespace) -> None:
@@ -81,18 +56,15 @@ def offline(args: argparse.Namespace) -> None:
     texts = text_pool(args.pool)
     gem.encode(texts[:64], batch_size=args.batch_size)  # warm-up
     gem.chat("Say hi.", max_new_tokens=4)  # so the baseline holds what generation allocates
-    seconds = float("inf")
-    for _ in range(2):  # best of two rounds, as embed_throughput.py does
-        t = time.perf_counter()
-        gem.encode(texts, batch_size=args.batch_size)
-        seconds = min(seconds, time.perf_counter() - t)
+    encode = partial(gem.encode, texts, batch_size=args.batch_size)
+    seconds = best_of({"encode": encode}, 2, warmup=False, show=None)["encode"]
     print(json.dumps({"texts": len(texts), "seconds": seconds, **rss_mb()}))
 
 
 def run_offline() -> dict[str, float]:
     """The model-alone baseline in a fresh process (so its RSS is the model's alone)."""
     child = subprocess.run(
-        [sys.executable, __file__, "--offline-child", *sys.argv[1:]],
+        [sys.executable, "-m", "benchmarks.serve_load", "--offline-child", *sys.argv[1:]],
         capture_output=True,
         text=True,
         check=True,
@@ -219,7 +191,7 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=1024, help="distinct texts")
     ap.add_argument("--batch-size", type=int, default=32, help="offline encode batch size")
     ap.add_argument("--max-batch", type=int, default=64, help="server micro-batch")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "serve_load.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "serve_load.json")
     ap.add_argument("--offline-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.offline_child:
@@ -288,8 +260,7 @@ def main() -> None:
             "mixed_p99_ms": mixed["latency_all"]["p99_ms"],  # type: ignore[index]
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, with_torch=True)  # torch: the server's and offline child's
     print(json.dumps(result["summary"], indent=2))
     print(f"wrote {args.out}")
 

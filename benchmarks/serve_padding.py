@@ -9,7 +9,7 @@ model input ids incl. the readout tail) and gives the throughput ratio padding a
 and the same for the server's packed micro-batches (``gemlm/packing.py``, rows of 64 tokens;
 this count leaves out the wider attention of a packed row).
 
-    python benchmarks/serve_padding.py [--model smollm2-135m-instruct] [--micro-batch 64]
+    python -m benchmarks.serve_padding [--model smollm2-135m-instruct] [--micro-batch 64]
 """
 
 from __future__ import annotations
@@ -17,13 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from serve_load import text_pool  # noqa: E402
+from benchmarks._common import RESULTS, text_pool, write_result
 
 
 def padded(lengths: list[int], batch_size: int) -> int:
@@ -56,7 +52,7 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=64)
     ap.add_argument("--row-tokens", type=int, default=64, help="packed rows (the server's)")
     ap.add_argument("--shuffles", type=int, default=8)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "serve_padding.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "serve_padding.json")
     args = ap.parse_args()
 
     from gemlm.model import GEMModel
@@ -89,8 +85,7 @@ def main() -> None:
         "server_packed_padding_overhead": round(server_packed / real - 1, 3),
         "packed_throughput_ratio_bound_from_padding": round(offline / server_packed, 3),
     }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(write_result(args.out, report), indent=2))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ One LoRA model (r=16 + the GEM rows, bf16 autocast, AdamW), the gate attached fo
 ``bf16 base`` kinds run a second model, gated for good, whose frozen base Linear weights are
 stored in bf16 as the special_only recipes do (``bf16_frozen_linears``: bit-identical results).
 
-    python benchmarks/train_throughput.py [--steps 3] [--rounds 2] [--out FILE.json]
+    python -m benchmarks.train_throughput [--steps 3] [--rounds 2] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -25,17 +25,24 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 from transformers.utils import logging as hf_logging
 
+from benchmarks._common import (
+    RESULTS,
+    best_of,
+    collate_batches,
+    train_steps,
+    wiki_texts,
+    write_result,
+)
 from gemlm.adapter import SpecialGate
-from gemlm.corpus import load_texts
 from gemlm.embedding import readout
 from gemlm.masking import special_states
 from gemlm.model import GEMModel
-from gemlm.paths import data_dir
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
 from gemlm.training.data import tokenize_and_chunk, tokenize_texts
 from gemlm.training.losses import LogitScale, info_nce, ntp_loss
@@ -46,8 +53,18 @@ PROMPT, SUFFIX = 'This sentence : "', '" means in one word:"'
 
 
 class CurrentModule(torch.nn.Module):
-    """The training forward before the fast paths (verbatim logic): one forward over every
-    row; NTP logits for every position; alpha < 1 adds NTP on the anchors."""
+    """The "current" column: the training forward before the fast paths, kept here on purpose
+    as the baseline the new path is timed against (it no longer exists in ``gemlm``).
+
+    It is ``GEMTrainingModule.forward`` of commit 99de8ee (``gemlm/training/trainer.py``, the
+    parent of dbb0d6a, which added the fast paths), logic unchanged: one forward over every
+    row, the LM head on every position, alpha < 1 adds NTP on the anchors. Only its logged
+    parts are dropped, and ``readout(..., normalize=False)`` stands for 99de8ee's
+    ``special_readout`` (the same mean over the special positions; today's casts the states to
+    float32 first, a (2B, k, D) cast that is nothing beside the forward). It runs
+    on today's batches, LoRA model and optimizer, so the two columns differ only in the forward
+    path; ``tests/benchmarks/test_train_throughput.py`` checks that both give the same loss.
+    """
 
     def __init__(self, lm, logit_scale=None, alpha=1.0):
         super().__init__()
@@ -80,7 +97,7 @@ def main() -> None:
         help="GEM placement seed of the mixed batches (2: 5 of 24 rows, the 20%% of gem_prob; "
         "seed 0 happens to draw none in 24)",
     )
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
+    ap.add_argument("--out", type=Path, default=RESULTS / "train_throughput.json")
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -89,7 +106,7 @@ def main() -> None:
     gem = GEMModel.from_pretrained(args.model, dtype="float32")
     tok = gem.tokenizer
     lm = apply_lora(gem.model, gem.special_ids, r=16, alpha=32, dropout=0.0)
-    texts = load_texts(data_dir() / "wikipedia_en_wikiextractor/AA/wiki_00")
+    texts = wiki_texts("AA/wiki_00")
     n = args.steps
     chunks = tokenize_and_chunk(texts, tok, 256)["input_ids"][: 8 * n]
     sents = tokenize_texts(texts.select(range(32 * n)), tok, 48, prompt=PROMPT)["input_ids"]
@@ -100,14 +117,8 @@ def main() -> None:
     protect = len(tok(PROMPT)["input_ids"])
     pairs = ContrastiveCollator(dropout=0.1, protect=protect, suffix_ids=suffix, **common)
 
-    def batched(collate, rows: list[list[int]], size: int) -> list[dict]:
-        return [
-            collate([{"input_ids": r} for r in rows[i : i + size]])
-            for i in range(0, len(rows), size)
-        ]
-
-    ntp_b, every_b = batched(mixed, chunks, 8), batched(every, chunks, 8)
-    con_b = batched(pairs, sents, 32)
+    ntp_b, every_b = collate_batches(mixed, chunks, 8), collate_batches(every, chunks, 8)
+    con_b = collate_batches(pairs, sents, 32)
     scale = LogitScale()
     bf = torch.bfloat16
     # what the recipes run for special_only: a second copy, gated for good, its frozen base
@@ -152,6 +163,7 @@ def main() -> None:
     modules: dict = {}
 
     def run(kind: tuple[str, str, str]) -> float:
+        """Seconds per step of one kind (setting the gate and building the module not timed)."""
         if "bf16 base" in kind[2]:
             pass  # lm16 is gated for good; the shared lm's gate state does not matter
         elif kind[1] == "special_only" and gate[0] is None:
@@ -162,22 +174,16 @@ def main() -> None:
         factory, batches = kinds[kind]
         module = modules.setdefault(kind, factory())
         t = time.perf_counter()
-        for b in batches:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = module(**b)["loss"]
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        train_steps(module, batches, opt)
         return (time.perf_counter() - t) / len(batches)
 
-    for kind in kinds:  # warm-up (and module construction under the right gate state)
-        run(kind)
-    best: dict = {}
-    for r in range(args.rounds):
-        for kind in kinds:
-            dt = run(kind)
-            best[kind] = min(best.get(kind, float("inf")), dt)
-            print(f"round {r}: {' / '.join(kind):42s} {dt:6.2f} s/step", flush=True)
+    # the warm-up also builds each module under the right gate state
+    best = best_of(
+        {kind: partial(run, kind) for kind in kinds},
+        args.rounds,
+        self_timed=True,
+        show=lambda kind, dt: f"{' / '.join(kind):42s} {dt:6.2f} s/step",
+    )
 
     def ratio(stage: str, scope: str, variant: str = "new") -> float:
         return round(best[(stage, scope, "current")] / best[(stage, scope, variant)], 2)
@@ -213,9 +219,7 @@ def main() -> None:
             ),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(write_result(args.out, report), indent=2))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ after the other, on the same vectors and queries; ratios are local / edge. Edge 
 with wider HNSW searches (--ef) to show its recall / latency trade-off; random vectors in 576
 dimensions have no structure, so recall@10 there is a pessimistic bound.
 
-    python benchmarks/vector_store.py [--sizes 100000,1000000] [--dim 576] [--queries 1000]
+    python -m benchmarks.vector_store [--sizes 100000,1000000] [--dim 576] [--queries 1000]
         [--local-max 100000] [--ef 256] [--out benchmarks/results/vector_store.json]
 """
 
@@ -27,8 +27,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import shlex
-import sys
 import tempfile
 import time
 import uuid
@@ -39,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._common import RESULTS, command_line, md_table, memory_mb, write_result
 from gemlm.rag.store import RagStore
 
-ROOT = Path(__file__).resolve().parents[1]
 COLLECTION = "bench"
 ENGINES = ("edge", "local")
 
@@ -96,14 +94,6 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def write_all(store: RagStore, data: np.ndarray, batch: int) -> float:
     """Upsert every vector in batches (payload like a passage's source/chunk); seconds."""
     ids = [point_id(i) for i in range(len(data))]
@@ -148,7 +138,7 @@ def run_engine(
     engine: str, folder: Path, data: np.ndarray, queries: np.ndarray, truth: np.ndarray, args
 ) -> dict[str, Any]:
     identity = {"model": "random", "dimension": data.shape[1], "embedding": {}}
-    rss0 = rss_mb()
+    rss0 = memory_mb()["rss_mb"]
     with RagStore(folder, engine=engine) as store:
         store.ensure(COLLECTION, identity)
         upsert_s = write_all(store, data, args.batch)
@@ -156,7 +146,7 @@ def run_engine(
         store.optimize(COLLECTION)
         build_s = time.perf_counter() - t
         index = store.backend.info(COLLECTION) if engine == "edge" else None
-        rss_growth = rss_mb() - rss0
+        rss_growth = memory_mb()["rss_mb"] - rss0
         seconds, found = time_queries(lambda q: store.search(COLLECTION, q, args.top_k), queries)
         searched = latency_and_recall(seconds, found, truth)
         wider = {}
@@ -228,19 +218,24 @@ def markdown(result: dict[str, Any]) -> str:
         "",
     ]
     for n, res in result["sizes"].items():
-        lines += [f"## N = {int(n):,}", "", "| | Qdrant Edge | local mode | local / edge |"]
-        lines.append("|---|---:|---:|---:|")
+        table = []
         for label, key, fmt in rows:
             edge, local = res["edge"].get(key), res["local"].get(key)
             ratio = res.get("local_over_edge", {}).get(key)
             cells = [fmt.format(v) if v is not None else "-" for v in (edge, local)]
-            lines.append(f"| {label} | {' | '.join(cells)} | {f'{ratio:.1f}x' if ratio else '-'} |")
+            table.append([label, *cells, f"{ratio:.1f}x" if ratio else "-"])
         for ef, r in res["edge"].get("with_hnsw_ef", {}).items():
-            lines.append(
-                f"| Edge with hnsw_ef={ef}: p50 / p99 (ms), recall@1 / @10 | "
-                f"{r['search_p50_ms']:.2f} / {r['search_p99_ms']:.2f}, "
-                f"{r['recall_at_1']:.3f} / {r['recall_at_10']:.3f} | | |"
+            table.append(
+                [
+                    f"Edge with hnsw_ef={ef}: p50 / p99 (ms), recall@1 / @10",
+                    f"{r['search_p50_ms']:.2f} / {r['search_p99_ms']:.2f}, "
+                    f"{r['recall_at_1']:.3f} / {r['recall_at_10']:.3f}",
+                    "",
+                    "",
+                ]
             )
+        header = ["", "Qdrant Edge", "local mode", "local / edge"]
+        lines += [f"## N = {int(n):,}", "", *md_table(header, table)]
         if "skipped" in res["local"]:
             lines += ["", f"local mode: skipped ({res['local']['skipped']})"]
         lines.append("")
@@ -261,12 +256,12 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tmp", type=Path, default=None, help="where the stores go (needs disk)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/vector_store.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "vector_store.json")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     args.ef = [int(e) for e in args.ef.split(",") if e]
     result: dict[str, Any] = {
-        "command": "python " + shlex.join(sys.argv),
+        "command": command_line(),
         "dim": args.dim,
         "queries": args.queries,
         "query_kind": f"stored vectors + {args.noise} x random unit direction "
@@ -283,9 +278,7 @@ def main() -> None:
     }
     result["platform"] = platform.platform()
     result["cpus"] = os.cpu_count()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+    write_result(args.out, result, markdown=markdown(result))
     print(markdown(result))
 
 
