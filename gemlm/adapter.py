@@ -15,6 +15,7 @@ forward, including activation-checkpointing recomputation and cached generation 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,14 @@ from transformers import DynamicCache
 
 from . import masking
 
-ADAPTER_SCOPES = ("all", "special_only")
 ADAPTER_DIR = "adapter"  # subfolder of a gemlm folder holding the peft files of a gated adapter
 
 
 class SpecialGate:
     """Attach to a peft LoRA model; gates every LoRA delta to the ``special_ids`` positions.
 
-    The gate registers itself as ``peft_model.gem_gate``, which is how ``GEMModel`` knows the
-    model is gated (and embeds the text as the plain base forward, ``GEMModel._embed_gated``).
+    The gate registers itself as ``peft_model.gem_gate`` (see :func:`is_gated`). Whether a model
+    *embeds* gated is its config's ``adapter_scope`` (``gemlm.kind``), set with the gate.
     """
 
     def __init__(self, peft_model: nn.Module, special_ids: list[int]) -> None:
@@ -82,6 +82,12 @@ class SpecialGate:
             layer._disable_adapters = False
 
 
+def is_gated(model: nn.Module) -> bool:
+    """True when a :class:`SpecialGate` is attached to ``model``."""
+    gate = getattr(model, "gem_gate", None)
+    return isinstance(gate, SpecialGate) and gate.attached
+
+
 def head_tail_forward(
     backbone: nn.Module,
     input_ids: torch.Tensor,
@@ -106,7 +112,7 @@ def head_tail_forward(
                 input_ids=input_ids[:, :head],
                 attention_mask=(segments[:, :head] != masking.PAD).long(),
                 position_ids=positions[:, :head],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
     visible = masking.visibility(segments)[:, head:]  # (B, W, H + W)
@@ -114,7 +120,7 @@ def head_tail_forward(
         input_ids=input_ids[:, head:],
         attention_mask=masking.additive_mask(visible, mask_dtype),
         position_ids=positions[:, head:],
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
     ).last_hidden_state
 
@@ -132,7 +138,11 @@ def load_gated_adapter(model: nn.Module, folder: Path, special_ids: list[int]) -
     if not (path / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{folder} has no {ADAPTER_DIR}/adapter_config.json")
     try:
-        peft_model = PeftModel.from_pretrained(model, str(path))
+        with warnings.catch_warnings():  # peft reads a property transformers 5 deprecates
+            warnings.filterwarnings(
+                "ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning
+            )
+            peft_model = PeftModel.from_pretrained(model, str(path))
     except Exception as exc:  # corrupt or mismatched files
         raise ValueError(f"cannot load the gated adapter in {path}: {exc}") from exc
     SpecialGate(peft_model, special_ids)

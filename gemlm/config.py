@@ -1,4 +1,7 @@
-"""GEM settings saved beside the weights (``gemlm_config.json``) and restored on load."""
+"""GEM settings saved beside the weights (``gemlm_config.json``) and restored on load.
+
+Torch-free (tested in a fresh interpreter): reading a model's settings costs no model import.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,22 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .adapter import ADAPTER_SCOPES
+from .kind import AdapterScope
 from .sources import GEM_CONFIG_NAME
-from .tokens import special_token_strings
 
 READOUTS = ("mean", "concat")
+MAX_SPECIAL_TOKENS = 10
+
+
+def special_token_strings(k: int) -> list[str]:
+    """The default names of the k GEM tokens.
+
+    >>> special_token_strings(2)
+    ['<|gem_0|>', '<|gem_1|>']
+    """
+    if not 1 <= k <= MAX_SPECIAL_TOKENS:
+        raise ValueError(f"num_special_tokens must be in 1..{MAX_SPECIAL_TOKENS}, got {k}")
+    return [f"<|gem_{i}|>" for i in range(k)]
 
 
 @dataclass
@@ -24,7 +38,7 @@ class GEMConfig:
     default_prompt_name: str | None = None
     readout_suffix: str = ""  # fixed text between the (truncated) text and the specials
     base_model: str | None = None  # where the weights came from (the base of a gated adapter)
-    adapter_scope: str = "all"  # "special_only": a gated LoRA on top of base_model (adapter.py)
+    adapter_scope: AdapterScope = AdapterScope.ALL  # special_only: a gated LoRA on base_model
 
     def __post_init__(self) -> None:
         if not self.special_tokens:
@@ -35,11 +49,7 @@ class GEMConfig:
                 "special_tokens were given"
             )
         special_token_strings(self.num_special_tokens)  # validates the range 1..10
-        if self.adapter_scope not in ADAPTER_SCOPES:
-            raise ValueError(
-                f"adapter_scope must be one of {ADAPTER_SCOPES}, got {self.adapter_scope!r}"
-            )
-        if self.adapter_scope == "special_only" and not self.base_model:
+        if self.adapter_scope.saved_as_adapter and not self.base_model:
             raise ValueError("adapter_scope='special_only' needs base_model (what it adapts)")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
@@ -50,6 +60,11 @@ class GEMConfig:
             )
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
             raise ValueError(f"default_prompt_name {self.default_prompt_name!r} is not in prompts")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "adapter_scope":  # "special_only" from JSON or code -> AdapterScope, checked
+            value = AdapterScope.parse(value)
+        super().__setattr__(name, value)
 
     def save(self, folder: str | Path) -> None:
         path = Path(folder) / GEM_CONFIG_NAME

@@ -155,9 +155,9 @@ class EmbeddingEngine:
     # ------------------------------------------------------------------ forwards
     @property
     def gated(self) -> bool:
-        """True for a gated adapter (``adapter_scope="special_only"``) attached to the model."""
-        gate = getattr(self.model, "gem_gate", None)
-        return gate is not None and gate.attached
+        """True for a gated adapter (:attr:`gemlm.kind.AdapterScope.gated`): the text runs as
+        the base model, then the specials over its cache."""
+        return self.config.adapter_scope.gated
 
     def embed(
         self,
@@ -293,7 +293,7 @@ class EmbeddingEngine:
             input_ids=torch.tensor([ids], device=device),
             attention_mask=self.mask(segments).to(device),
             position_ids=masking.position_ids(segments).to(device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         emb = self._readout(out.last_hidden_state[:, -self.k :])[0]  # (D,)

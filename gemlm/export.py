@@ -33,6 +33,11 @@ MODULES = [
 
 
 def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path:
+    if not gem.config.adapter_scope.exportable:  # a gated LoRA has no merged-weights form
+        raise ValueError(
+            f"adapter_scope {gem.config.adapter_scope} has no sentence-transformers export: its "
+            "LoRA acts only at the GEM position, which last-token pooling cannot express"
+        )
     if gem.config.num_special_tokens != 1 or gem.config.readout != "mean":
         raise ValueError("the sentence-transformers export needs k = 1 (last-token pooling)")
     with atomic_folder(path) as tmp:

@@ -5,6 +5,9 @@ Every generation in gemlm goes through :meth:`GenerationEngine.run` (``GEMModel.
 ``model.generate`` call with one :class:`Sampling`, stop strings matched in the generated text
 only (held back while they may still be starting, cut as in the OpenAI API), an optional cancel
 event, an optional KV cache that already holds a prefix of the prompt, and one finish reason.
+
+Sampling settings a caller leaves unset (``None``) take the model's own defaults
+(:mod:`gemlm.sampling`).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import (
+    LogitsProcessor,
     LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
@@ -24,40 +28,10 @@ from transformers import (
     TextStreamer,
 )
 
+from .sampling import GenerationDefaults, Sampling
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How one continuation is generated. ``temperature`` 0 is greedy; ``seed`` seeds torch.
-
-    >>> Sampling(stop="\\n").stop
-    ('\\n',)
-    >>> Sampling(seed=7).for_choice(2).seed
-    9
-    """
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: tuple[str, ...] = field(default=())
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        stop = self.stop
-        stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
-        object.__setattr__(self, "stop", tuple(s for s in stop if s))
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
-
-    def for_choice(self, index: int) -> Sampling:
-        """Choice ``index`` of ``n``: seed + index, so seeded choices differ yet reproduce."""
-        if self.seed is None or index == 0:
-            return self
-        return replace(self, seed=(self.seed + index) % 2**64)
 
 
 @dataclass
@@ -97,6 +71,23 @@ class _StopOnText(StoppingCriteria):
             for row in input_ids
         ]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _OpenAIPenalties(LogitsProcessor):
+    """``frequency * count + presence * (count > 0)`` off each token's logit, ``count`` being
+    how often it occurs in the generated tokens (after ``prompt_len``), as OpenAI and vLLM do."""
+
+    def __init__(self, prompt_len: int, frequency: float, presence: float) -> None:
+        self.prompt_len, self.frequency, self.presence = prompt_len, frequency, presence
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_len :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(
+            1, generated, torch.ones_like(generated, dtype=scores.dtype)
+        )
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
 class _Cancelled(StoppingCriteria):
@@ -195,25 +186,40 @@ class GenerationEngine:
             messages, add_generation_prompt=True, tokenize=False
         )
 
+    @property
+    def defaults(self) -> GenerationDefaults:
+        """What unset sampling settings become: the model's ``generation_config``, else greedy."""
+        return GenerationDefaults.of(getattr(self.model, "generation_config", None))
+
     def generate_kwargs(self, prompt_len: int, s: Sampling) -> dict[str, Any]:
-        """``model.generate`` settings for ``s``: GEM ids suppressed, greedy at temperature 0,
-        stop strings matched after ``prompt_len`` tokens; seeds torch now if ``s.seed``."""
+        """``model.generate`` settings for ``s`` as given (:meth:`run` resolves it first; an
+        unset temperature here is greedy): GEM ids suppressed, greedy at temperature 0,
+        penalties, stop strings matched after ``prompt_len`` tokens; seeds torch if ``s.seed``.
+
+        Every sampling knob is passed explicitly, so nothing else of the model's
+        ``generation_config`` (e.g. its own ``repetition_penalty``) changes what ``s`` asks.
+        """
         if s.seed is not None:
             torch.manual_seed(s.seed)
-        suppress = SuppressTokensLogitsProcessor(self.suppress_ids, device=self.model.device)
+        processors: list[LogitsProcessor] = [
+            SuppressTokensLogitsProcessor(self.suppress_ids, device=self.model.device)
+        ]
+        if s.frequency_penalty or s.presence_penalty:
+            processors.append(_OpenAIPenalties(prompt_len, s.frequency_penalty, s.presence_penalty))
         kwargs: dict[str, Any] = {
             "max_new_tokens": s.max_new_tokens,
-            "do_sample": s.temperature > 0,
-            "logits_processor": LogitsProcessorList([suppress]),
+            "do_sample": not s.greedy,
+            "logits_processor": LogitsProcessorList(processors),
+            "repetition_penalty": s.repetition_penalty,
             "pad_token_id": self.pad_id,
             "stopping_criteria": StoppingCriteriaList(
                 [_StopOnText(self.tokenizer, prompt_len, s.stop)] if s.stop else []
             ),
         }
-        if s.temperature > 0:
-            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
-        else:
+        if s.greedy:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)
         return kwargs
 
     @torch.inference_mode()
@@ -226,7 +232,8 @@ class GenerationEngine:
         cancel: threading.Event | None = None,
         cache: Any = None,
     ) -> Completion:
-        """Generate after prompt ``ids`` on the calling thread.
+        """Generate after prompt ``ids`` on the calling thread, ``s``'s unset settings taken
+        from :attr:`defaults`.
 
         ``on_text`` receives the text piece by piece (a stop string and what may still begin
         one held back); ``cancel`` stops at the next token once set; ``cache`` is a KV cache
@@ -234,12 +241,13 @@ class GenerationEngine:
         """
         if not ids:
             raise ValueError("prompt is empty")
+        s = s.resolved(self.defaults)
         input_ids = torch.tensor([ids], device=self.model.device)
         kwargs = self.generate_kwargs(len(ids), s)
         if cancel is not None:
             kwargs["stopping_criteria"].append(_Cancelled(cancel))
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs["cache"] = cache  # transformers 5's name (``past_key_values`` is deprecated)
         streamer = _PieceStreamer(self.tokenizer, s.stop, on_text) if on_text else None
         out = self.model.generate(
             input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer, **kwargs

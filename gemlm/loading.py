@@ -15,6 +15,7 @@ from transformers import (
 )
 
 from .config import GEMConfig
+from .sampling import ALIAS_DEFAULTS, states_sampling
 from .sources import DEFAULT_MODEL, is_gemlm_folder, resolve
 
 
@@ -66,11 +67,11 @@ def load(
     own_path = False  # True: name_or_path is the gated adapter itself
     if adapter is None and is_gemlm_folder(folder):
         config = GEMConfig.load(folder)
-        if config.adapter_scope == "special_only":
+        if config.adapter_scope.saved_as_adapter:
             adapter, own_path = folder, True
     if adapter is not None:
         config = GEMConfig.load(adapter)
-        if config.adapter_scope != "special_only":
+        if not config.adapter_scope.saved_as_adapter:
             raise ValueError(f"{adapter} is not a gated adapter (adapter_scope='all')")
         if config.base_model is None:  # pragma: no cover - GEMConfig refuses this
             raise ValueError(f"{adapter} does not name its base model")
@@ -92,11 +93,25 @@ def load(
             f"{name_or_path} was trained with {config.num_special_tokens} special tokens; "
             f"cannot load it with num_special_tokens={num_special_tokens}"
         )
+    alias_generation_defaults(model, name_or_path, config.base_model)
     if max_length is not None:
         config.max_length = max_length
     if config.max_length > limit:
         raise ValueError(f"max_length={config.max_length} exceeds the model's limit {limit}")
     return model, tokenizer, config, adapter
+
+
+def alias_generation_defaults(model: PreTrainedModel, *names: object) -> None:
+    """Give a model whose ``generation_config`` states no sampling gemlm's defaults for the
+    first of ``names`` (the model argument, the base it was trained from) that is a built-in
+    model: written into ``generation_config``, so ``save_pretrained`` carries them on."""
+    if states_sampling(model.generation_config):
+        return
+    for name in names:
+        defaults = ALIAS_DEFAULTS.get(str(name).lower()) if name else None
+        if defaults:
+            model.generation_config.update(**defaults)
+            return
 
 
 def context_limit(model: PreTrainedModel) -> int:

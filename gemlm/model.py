@@ -17,9 +17,10 @@ from .adapter import load_gated_adapter, save_gated_adapter
 from .atomic import atomic_folder
 from .config import GEMConfig
 from .embedding import EmbeddingEngine, QueryForward
-from .generation import Completion, GenerationEngine, Sampling
+from .generation import Completion, GenerationEngine
 from .loading import default_dtype, load
 from .quantization import quantize_embeddings
+from .sampling import Sampling
 from .sources import DEFAULT_MODEL
 from .tokens import add_gem_tokens
 
@@ -99,7 +100,7 @@ class GEMModel:
         A gated adapter saves only its peft files (``adapter/``) and the config naming the base.
         """
         with atomic_folder(path) as tmp:
-            if self.config.adapter_scope == "special_only":
+            if self.config.adapter_scope.saved_as_adapter:
                 save_gated_adapter(self.model, Path(tmp))
             else:
                 self.model.save_pretrained(tmp, safe_serialization=True)
@@ -141,6 +142,19 @@ class GEMModel:
         """Model input ids of texts (``role``'s prompt + text) or of token-id lists (as is), the
         readout tail appended; also how many were cut to ``config.max_length``."""
         return self.embedder.inputs(list(inputs), self.prompt(role))
+
+    def embedding_lengths(
+        self, inputs: list[str] | list[str | list[int]], role: str | None = None
+    ) -> list[int]:
+        """Tokens each input takes in the embedding window before any cut: ``role``'s prompt +
+        text (tokenized as :meth:`tokenize_for_embedding` does) or the token ids as given, plus
+        the readout tail. Over ``config.max_length``, an input loses the end of its text."""
+        items = list(inputs)
+        prompt, tail = self.prompt(role), len(self.embedder.tail)
+        texts = [prompt + x for x in items if isinstance(x, str)]
+        encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
+        counts = iter(len(ids) for ids in encoded)
+        return [(next(counts) if isinstance(x, str) else len(x)) + tail for x in items]
 
     def embed_ids(self, batch: list[list[int]], **options: Any) -> torch.Tensor:
         """Model inputs from :meth:`tokenize_for_embedding` -> (N, D) float32 embeddings.
@@ -235,7 +249,10 @@ class GEMModel:
     @property
     def vocab_size(self) -> int:
         """Token ids the tokenizer and the embedding matrix both know."""
-        return min(len(self.tokenizer), self.model.get_input_embeddings().num_embeddings)
+        # the rows of ``weight``: peft's wrappers of the embedding (a gated adapter's
+        # TrainableTokensWrapper) pass the weight through but not ``num_embeddings``
+        rows = self.model.get_input_embeddings().weight.shape[0]
+        return min(len(self.tokenizer), int(rows))
 
     def prompt_ids(
         self, prompt: str | list[int] | list[dict[str, str]], *, chat: bool = False
@@ -260,11 +277,12 @@ class GEMModel:
     ) -> Completion:
         """Generate one continuation of ``prompt`` (text, ids, or ``chat=True`` messages).
 
-        ``sampling`` or its fields as keywords (``max_new_tokens=256, temperature=0.0,
-        top_p=1.0, stop=None, seed=None``); GEM tokens are never generated. ``on_text`` gets
-        the text piece by piece, ``cancel`` stops at the next token, ``cache`` holds a prefix
-        of the prompt already run (:meth:`embed_keep_cache`); see
-        :meth:`gemlm.generation.GenerationEngine.run`.
+        ``sampling`` or its fields as keywords (``max_new_tokens=256, temperature, top_p,
+        top_k, repetition_penalty, frequency_penalty=0, presence_penalty=0, stop=None,
+        seed=None``); unset ones take :attr:`generation_defaults`. GEM tokens are never
+        generated. ``on_text`` gets the text piece by piece, ``cancel`` stops at the next
+        token, ``cache`` holds a prefix of the prompt already run (:meth:`embed_keep_cache`);
+        see :meth:`gemlm.generation.GenerationEngine.run`.
         """
         s = replace(sampling, **settings) if sampling else Sampling(**settings)
         return self.generator.run(
@@ -295,11 +313,17 @@ class GEMModel:
         s = replace(sampling, **settings) if sampling else Sampling(**settings)
         return self.generator.stream(self.prompt_ids(prompt, chat=chat), s, cache=cache)
 
+    @property
+    def generation_defaults(self) -> dict[str, Any]:
+        """What a generation leaves unset becomes: temperature, top_p, top_k (0: off),
+        repetition_penalty, and their source (the model's ``generation_config``, or greedy)."""
+        return self.generator.defaults.as_dict()
+
     def info(self) -> dict[str, Any]:
         cfg = self.model.config.get_text_config()
         return {
             "base_model": self.config.base_model,
-            "architecture": type(self.model).__name__,
+            "architecture": type(_unwrapped(self.model)).__name__,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "hidden_size": cfg.hidden_size,
             "layers": cfg.num_hidden_layers,
@@ -312,6 +336,12 @@ class GEMModel:
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": str(self.device),
         }
+
+
+def _unwrapped(model: Any) -> Any:
+    """The Hugging Face model inside a peft wrapper (a gated adapter), else ``model``."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
 
 
 def _check_texts(sentences: Any) -> list[str]:

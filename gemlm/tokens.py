@@ -5,19 +5,6 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-MAX_SPECIAL_TOKENS = 10
-
-
-def special_token_strings(k: int) -> list[str]:
-    """The default names of the k GEM tokens.
-
-    >>> special_token_strings(2)
-    ['<|gem_0|>', '<|gem_1|>']
-    """
-    if not 1 <= k <= MAX_SPECIAL_TOKENS:
-        raise ValueError(f"num_special_tokens must be in 1..{MAX_SPECIAL_TOKENS}, got {k}")
-    return [f"<|gem_{i}|>" for i in range(k)]
-
 
 def add_gem_tokens(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tokens: list[str]

@@ -105,7 +105,7 @@ def test_rag_reuse_on_the_gated_adapter_continues_as_the_base(trained, tiny_llam
     cache, reused = reuse.prepare_cache(fwd, question + rest)
     assert reused == len(question)
     with torch.no_grad():
-        got = gem.model(input_ids=torch.tensor([rest]), past_key_values=cache).logits
+        got = gem.model(input_ids=torch.tensor([rest]), cache=cache).logits
     want = base_logits(tiny_llama_dir, [question + rest])[:, len(question) :]
     torch.testing.assert_close(got[..., : want.shape[-1]], want, atol=1e-5, rtol=1e-5)
 
@@ -156,6 +156,7 @@ def test_gated_two_call_embedding_equals_one_gated_forward(tiny_dir, monkeypatch
     lora = LoraConfig(r=4, target_modules=targets, init_lora_weights=False)
     gem.model = get_peft_model(gem.model, lora)
     SpecialGate(gem.model, gem.special_ids)
+    gem.config.adapter_scope, gem.config.base_model = "special_only", str(tiny_dir)
     assert gem.embedder.gated
     batch = [[5, 17, 23, 42], [70, 3], [], [9] * 11]  # text lengths 4, 2, 0, 11
     batch = [ids + gem.special_ids for ids in batch]
@@ -167,5 +168,6 @@ def test_gated_two_call_embedding_equals_one_gated_forward(tiny_dir, monkeypatch
     torch.testing.assert_close(packed, one_pass, atol=1e-5, rtol=1e-5)
     monkeypatch.undo()
     gem.model.gem_gate.remove()  # ungated: the LoRA now moves the text positions too
+    gem.config.adapter_scope = "all"
     assert not gem.embedder.gated
     assert not torch.allclose(gem.embed_ids(batch), one_pass, atol=1e-3)

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from graphlib import CycleError, TopologicalSorter
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,26 @@ def test_info(tiny_llama_dir) -> None:
     r = run("info", "--model", tiny_llama_dir, "--dtype", "float32")
     assert r.exit_code == 0, r.output
     assert "LlamaForCausalLM" in r.output and "<|gem_0|>" in r.output
+    text = " ".join(r.output.split())
+    assert "generation_defaults" in text and "'temperature': 0.0" in text and "greedy" in text
+
+
+def test_version() -> None:
+    r = run("--version")
+    assert r.exit_code == 0 and r.output == f"gemlm {version('gemlm')}\n"
+
+
+def test_serve_passes_the_input_policies(tiny_llama_dir, monkeypatch) -> None:
+    import gemlm.serving
+
+    seen: dict = {}
+    monkeypatch.setattr(gemlm.serving, "run_server", lambda gem, **kw: seen.update(kw))
+    r = run("serve", "--model", tiny_llama_dir, "--dtype", "float32")
+    assert r.exit_code == 0, r.output
+    assert not seen["limits"].truncate and not seen["limits"].accept_token_ids
+    r = run("serve", "--model", tiny_llama_dir, "--truncate", "--accept-token-ids")
+    assert r.exit_code == 0, r.output
+    assert seen["limits"].truncate and seen["limits"].accept_token_ids
 
 
 def test_embed_to_npy_and_jsonl(tiny_llama_dir, tmp_path) -> None:
@@ -63,6 +84,21 @@ def test_similarity_and_generate(tiny_llama_dir) -> None:
     assert r.exit_code == 0 and "cosine similarity" in r.output
     r = run("generate", "the cat", "--no-chat", "--max-new-tokens", "4", "--model", tiny_llama_dir)
     assert r.exit_code == 0, r.output
+    sampled = ["--temperature", "0.7", "--top-p", "0.9", "--repetition-penalty", "1.2"]
+    r = run(
+        "generate",
+        "the cat",
+        "--max-new-tokens",
+        "4",
+        "--seed",
+        "1",
+        *sampled,
+        "--model",
+        tiny_llama_dir,
+    )
+    assert r.exit_code == 0, r.output
+    r = run("generate", "the cat", "--top-p", "1.5", "--model", tiny_llama_dir)
+    assert r.exit_code == 2
 
 
 def test_chat_session_ends_on_empty_line(tiny_llama_dir) -> None:

@@ -22,7 +22,7 @@ def test_default_model_embeds_and_generates() -> None:
     np.testing.assert_allclose(again.encode("A man is playing a guitar."), e[0], atol=1e-2)
     s = m.similarity(e, e)
     assert s[0, 1] > s[0, 2]
-    assert "Paris" in m.chat("What is the capital of France?", max_new_tokens=24)
+    assert "Paris" in m.chat("What is the capital of France?", max_new_tokens=24, temperature=0.0)
 
 
 @pytest.mark.skipif(
@@ -32,7 +32,10 @@ def test_default_model_embeds_and_generates() -> None:
 def test_gemma3_alias() -> None:
     m = GEMModel.from_pretrained("gemma3-270m")
     assert m.encode(["a", "b"]).shape == (2, m.get_embedding_dimension())
-    assert m.complete("The capital of France is", max_new_tokens=5).completion_tokens > 0
+    assert (
+        m.complete("The capital of France is", max_new_tokens=5, temperature=0.0).completion_tokens
+        > 0
+    )
 
 
 def test_gated_adapter_on_the_real_model_keeps_base_logits_bit_identical(tmp_path) -> None:
@@ -67,8 +70,8 @@ def test_gated_adapter_on_the_real_model_keeps_base_logits_bit_identical(tmp_pat
     plain = GEMModel.from_pretrained("smollm2-135m-instruct", dtype="bfloat16")
     q = "What is the capital of France?"
     assert (
-        loaded.complete(q, chat=True, max_new_tokens=16).token_ids
-        == plain.complete(q, chat=True, max_new_tokens=16).token_ids
+        loaded.complete(q, chat=True, max_new_tokens=16, temperature=0.0).token_ids
+        == plain.complete(q, chat=True, max_new_tokens=16, temperature=0.0).token_ids
     )
     assert not np.allclose(loaded.encode(q), plain.encode(q), atol=1e-3)  # the readout moved
     size = (tmp_path / "adapter/adapter/adapter_model.safetensors").stat().st_size

@@ -92,7 +92,7 @@ def card(
     meta = {
         "name": name,
         "base_model": config.base_model,
-        "adapter_scope": config.adapter_scope,
+        "adapter_scope": config.adapter_scope.value,
         "recipe": recipe_path,
         "command": command,
         "seed": recipe.get("seed"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
 import typer
 
 from .embed import embed
@@ -14,6 +17,36 @@ from .train import train
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="GEM: one LLM that embeds and generates."
 )
+
+
+def package_version() -> str:
+    """The installed distribution's version (the package's own when run from a source tree)."""
+    try:
+        return version("gemlm")
+    except PackageNotFoundError:  # pragma: no cover - not installed
+        from .. import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gemlm {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """GEM: one LLM that embeds and generates."""
+
+
 app.command()(info)
 app.command()(embed)
 app.command()(similarity)

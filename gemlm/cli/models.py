@@ -19,11 +19,25 @@ DEMO_SENTENCES = [
 ]
 
 
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(min=0.0, help="0 is greedy. Default: the model's generation defaults."),
+]
+TopPOpt = Annotated[
+    float | None, typer.Option(min=0.0, max=1.0, help="Default: the model's generation defaults.")
+]
+RepetitionPenaltyOpt = Annotated[
+    float | None,
+    typer.Option(help="> 1 discourages repeating tokens. Default: the model's, else 1 (off)."),
+]
+
+
 def info(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
-    """Show what a model is: architecture, size, GEM tokens, embedding dimension."""
+    """Show what a model is: architecture, size, GEM tokens, embedding dimension, and the
+    sampling it generates with when none is asked for."""
     m = load(model, dtype)
     table = Table(title=f"gemlm model: {model}", show_header=False)
-    for key, value in m.info().items():
+    for key, value in {**m.info(), "generation_defaults": m.generation_defaults}.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
 
@@ -57,8 +71,9 @@ def generate(
     dtype: DtypeOpt = "auto",
     chat: Annotated[bool, typer.Option(help="Apply the chat template (a user message).")] = True,
     max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    repetition_penalty: RepetitionPenaltyOpt = None,
     seed: int | None = None,
 ) -> None:
     """Generate a continuation (or a chat reply), streamed to the terminal."""
@@ -69,6 +84,7 @@ def generate(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
+        repetition_penalty=repetition_penalty,
         seed=seed,
     ):
         console.print(piece, end="", markup=False, highlight=False)
@@ -80,7 +96,9 @@ def chat_cmd(
     dtype: DtypeOpt = "auto",
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_new_tokens: int = 512,
-    temperature: float = 0.0,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    repetition_penalty: RepetitionPenaltyOpt = None,
 ) -> None:
     """Chat interactively (empty line, 'exit' or Ctrl-D ends)."""
     m = load(model, dtype)
@@ -99,7 +117,12 @@ def chat_cmd(
         console.print("[bold green]gem>[/bold green] ", end="")
         reply = ""
         for piece in m.stream(
-            messages, chat=True, max_new_tokens=max_new_tokens, temperature=temperature
+            messages,
+            chat=True,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
         ):
             reply += piece
             console.print(piece, end="", markup=False, highlight=False)

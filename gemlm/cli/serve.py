@@ -35,6 +35,21 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body.")] = 4.0,
     max_inputs: Annotated[int, typer.Option(help="Inputs per embedding request.")] = 2048,
     max_tokens_limit: Annotated[int, typer.Option(help="Largest max_tokens accepted.")] = 2048,
+    truncate: Annotated[
+        bool,
+        typer.Option(
+            help="Embed the start of an input longer than the embedding window instead of "
+            'refusing it (400); a request\'s "truncate" field wins.'
+        ),
+    ] = False,
+    accept_token_ids: Annotated[
+        bool,
+        typer.Option(
+            help="Embed token-id inputs (only for clients that tokenize with this model's own "
+            "tokenizer: ids of another, e.g. LangChain's default tiktoken ids, are wrong "
+            "vectors; those that do not re-encode to themselves are refused)."
+        ),
+    ] = False,
     rag_collection: Annotated[
         str | None, typer.Option(help="Qdrant collection (built by `gemlm rag index`): /v1/rag.")
     ] = None,
@@ -68,6 +83,8 @@ def serve(
             max_body_bytes=int(max_body_mb * 2**20),
             max_inputs=max_inputs,
             max_output_tokens=max_tokens_limit,
+            truncate=truncate,
+            accept_token_ids=accept_token_ids,
         ),
         batching=BatchSettings(max_batch=max_batch, max_wait_ms=max_wait_ms),
         log_level=log_level,

@@ -63,7 +63,7 @@ def _gated_base(target: str) -> str | None:
     if not is_gemlm_folder(target):
         return None
     cfg = GEMConfig.load(target)
-    return cfg.base_model if cfg.adapter_scope == "special_only" else None
+    return cfg.base_model if cfg.adapter_scope.gated else None
 
 
 def parse_model_spec(value: str) -> ModelSpec:

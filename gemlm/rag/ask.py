@@ -1,6 +1,11 @@
 """Retrieve and answer with one GEM model: ``RagEngine.ask`` and the streaming ``ask_stream``.
 
-Question in -> answer + numbered sources (with cosine scores) + timings out. With ``reuse=False``
+Question in -> answer + numbered sources (with cosine scores) + the numbers the answer cites +
+timings out. Answers are brief by default: the prompt asks for one or two sentences citing the
+sources as ``[n]``, generation stops at a blank line (or where the model starts another
+"Question:"), within :data:`DEFAULT_ANSWER_TOKENS`, and sampling left unset takes the model's
+generation defaults. ``answer`` answers from passages given by the caller (e.g. the gold
+passage of a benchmark), ``ask`` from the retrieved ones. With ``reuse=False``
 (default) the question is embedded with the model's own query prompt (``encode_query``) and
 generation prefills the whole prompt in one call. With ``reuse=True`` it is embedded after the
 chat header, in the same forward that prefills the generation prompt's first tokens (see
@@ -12,18 +17,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from gemlm.sampling import Sampling
 
 from . import prompting, reuse
 from .store import RagError, RagStore, model_identity
 
 if TYPE_CHECKING:
     from gemlm.embedding import QueryForward
-    from gemlm.generation import Sampling
     from gemlm.model import GEMModel
+
+DEFAULT_ANSWER_TOKENS = 96  # one or two sentences with citations; a runaway answer stops here
 
 
 class QuestionTooLong(RagError):
@@ -53,6 +61,8 @@ class RagAnswer:
     completion_tokens: int = 0
     reused_tokens: int = 0  # prompt tokens whose KV came from the embedding forward
     timings: dict[str, float] = field(default_factory=dict)  # seconds
+    cited: list[int] = field(default_factory=list)  # the source numbers the answer cites as [n]
+    finish_reason: str = "stop"  # "length": cut at max_new_tokens
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,9 +81,11 @@ class RagEngine:
         top_k: int = 4,
         reuse: bool = False,
         instruction: str | None = None,
+        repeat_question: bool = True,
     ) -> None:
         self.model, self.store, self.collection = model, store, collection
         self.top_k, self.reuse, self.instruction = top_k, reuse, instruction
+        self.repeat_question = repeat_question  # asked again after the sources (False: as before)
         identity = model_identity(model, model_id or "")
         if model_id is None:  # compare everything but the name
             identity["model"] = store.identity(collection).get("model")
@@ -130,7 +142,9 @@ class RagEngine:
         kept = list(sources)
         while True:
             payloads = [{"text": s.text, "title": s.title} for s in kept]
-            msgs = prompting.messages_for(question, payloads, self.instruction)
+            msgs = prompting.messages_for(
+                question, payloads, self.instruction, repeat_question=self.repeat_question
+            )
             ids = self.model.prompt_ids(msgs, chat=True)
             if len(ids) + max_new_tokens <= self.context_window:
                 return ids, kept
@@ -154,42 +168,104 @@ class RagEngine:
         timings = {"embed": t1 - t0, "retrieve": t2 - t1}
         return ids, sources, cache, reused, timings
 
-    def ask(
+    @staticmethod
+    def sampling(
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: tuple[str, ...] | None = None,
+        seed: int | None = None,
+    ) -> Sampling:
+        """An answer's sampling: unset, a short budget, the answer stops
+        (:data:`gemlm.rag.prompting.ANSWER_STOP`) and the model's generation defaults."""
+        return Sampling(
+            max_new_tokens=max_new_tokens or DEFAULT_ANSWER_TOKENS,
+            temperature=temperature,
+            top_p=top_p,
+            stop=prompting.ANSWER_STOP if stop is None else stop,
+            seed=seed,
+        )
+
+    def ask(self, question: str, *, top_k: int | None = None, **sampling: Any) -> RagAnswer:
+        """Retrieve ``top_k`` passages and answer from them, citing them as [1], [2], ...
+
+        ``sampling``: ``max_new_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``
+        (:meth:`sampling`; unset ones are the brief-answer defaults)."""
+        s = self.sampling(**sampling)
+        t0 = time.perf_counter()
+        ids, sources, cache, reused, timings = self._prepare(question, top_k, s.max_new_tokens)
+        return self._generate(question, ids, sources, s, cache, reused, timings, t0)
+
+    def answer(self, question: str, sources: list[Source], **sampling: Any) -> RagAnswer:
+        """Answer from the given passages (no retrieval), numbered in their order; the
+        lowest-ranked are dropped if the prompt would not fit."""
+        if not isinstance(question, str) or not question.strip():
+            raise RagError("the question is empty")
+        s = self.sampling(**sampling)
+        t0 = time.perf_counter()
+        numbered = [replace(src, rank=i) for i, src in enumerate(sources, 1)]
+        ids, kept = self.prompt_ids(question, numbered, s.max_new_tokens)
+        return self._generate(question, ids, kept, s, None, 0, {}, t0)
+
+    def _generate(
         self,
         question: str,
-        *,
-        top_k: int | None = None,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
+        ids: list[int],
+        sources: list[Source],
+        s: Sampling,
+        cache: Any,
+        reused: int,
+        timings: dict[str, float],
+        t0: float,
     ) -> RagAnswer:
-        """Retrieve ``top_k`` passages and answer from them, citing them as [1], [2], ..."""
-        t0 = time.perf_counter()
-        ids, sources, cache, reused, timings = self._prepare(question, top_k, max_new_tokens)
         t1 = time.perf_counter()
-        out = self.model.complete(
-            ids, max_new_tokens=max_new_tokens, temperature=temperature, cache=cache
-        )
+        out = self.model.complete(ids, s, cache=cache)
         timings["generate"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
-        return RagAnswer(
-            question, out.text.strip(), sources, len(ids), out.completion_tokens, reused, timings
+        return make_answer(
+            question,
+            out.text,
+            sources,
+            len(ids),
+            out.completion_tokens,
+            reused,
+            timings,
+            out.finish_reason,
         )
 
     def ask_stream(
-        self,
-        question: str,
-        *,
-        top_k: int | None = None,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
+        self, question: str, *, top_k: int | None = None, **sampling: Any
     ) -> AnswerStream:
         """Retrieve now (errors raise here); iterate the result for text pieces."""
-        from gemlm.generation import Sampling
-
-        sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature)
+        s = self.sampling(**sampling)
         t0 = time.perf_counter()
-        ids, sources, cache, reused, timings = self._prepare(question, top_k, max_new_tokens)
-        return AnswerStream(self, question, ids, sources, cache, reused, timings, sampling, t0)
+        ids, sources, cache, reused, timings = self._prepare(question, top_k, s.max_new_tokens)
+        return AnswerStream(self, question, ids, sources, cache, reused, timings, s, t0)
+
+
+def make_answer(
+    question: str,
+    text: str,
+    sources: list[Source],
+    prompt_tokens: int,
+    completion_tokens: int,
+    reused: int,
+    timings: dict[str, float],
+    finish_reason: str,
+) -> RagAnswer:
+    """A :class:`RagAnswer`: the text stripped, the [n] it cites among ``sources`` listed."""
+    text = text.strip()
+    return RagAnswer(
+        question,
+        text,
+        sources,
+        prompt_tokens,
+        completion_tokens,
+        reused,
+        timings,
+        prompting.cited_numbers(text, len(sources)),
+        finish_reason,
+    )
 
 
 class AnswerStream:
@@ -225,15 +301,21 @@ class AnswerStream:
             try:
                 piece = next(gen)
             except StopIteration as stop:
-                new = stop.value.completion_tokens
+                done = stop.value
                 break
             pieces.append(piece)
             yield piece
         self.timings["generate"] = time.perf_counter() - t1
         self.timings["total"] = time.perf_counter() - self._started
-        text = "".join(pieces).strip()
-        self._answer = RagAnswer(
-            self.question, text, self.sources, len(self._ids), new, self._reused, self.timings
+        self._answer = make_answer(
+            self.question,
+            "".join(pieces),
+            self.sources,
+            len(self._ids),
+            done.completion_tokens,
+            self._reused,
+            self.timings,
+            done.finish_reason,
         )
 
     def result(self) -> RagAnswer:

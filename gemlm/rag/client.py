@@ -3,16 +3,26 @@
 Local mode keeps every point in memory and searches exhaustively with numpy; it is kept for
 folders built with it (``--store local``) and as the reference in ``benchmarks/vector_store.py``.
 The gemlm identity is stored as collection-level metadata ``{"gemlm": identity}``.
+
+On a server, a collection gets a keyword index on ``source`` when it is created: filtering by
+source (``ids_for_source``, ``remove_source``) uses it, and ``sources`` counts passages per source
+with one exact facet instead of reading every point; collections created before that (no index)
+are counted with a scroll reading only ``source``. Local mode ignores payload indexes
+(qdrant-client warns that they have no effect there), so none is made and ``sources`` scrolls.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from qdrant_client import QdrantClient, models
 
-from .store import EDGE_MARKER, META_KEY, Hit, RagError
+from .types import EDGE_MARKER, FACET_ALL, META_KEY, SOURCE_KEY, Hit, RagError
+
+PAGE = 1024  # points per scroll call
 
 
 def local_folder(folder: Path) -> Path:
@@ -34,8 +44,7 @@ class ClientBackend:
     def __init__(
         self, path: Path | None = None, url: str | None = None, api_key: str | None = None
     ) -> None:
-        from qdrant_client import QdrantClient
-
+        self.server = bool(url)  # a server has payload indexes; local mode ignores them
         if url:
             self.client = QdrantClient(url=url, api_key=api_key)
             self.location = url
@@ -52,7 +61,8 @@ class ClientBackend:
     def close(self) -> None:
         self.client.close()
 
-    def names(self) -> list[str]:
+    # ------------------------------------------------------------------ collections
+    def collections(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)
 
     def exists(self, collection: str) -> bool:
@@ -63,13 +73,18 @@ class ClientBackend:
         return (info.config.metadata or {}).get(META_KEY)
 
     def create(self, collection: str, dimension: int, meta: dict[str, Any]) -> None:
-        from qdrant_client import models
-
         self.client.create_collection(
             collection,
             vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
             metadata={META_KEY: meta},
         )
+        if self.server:
+            self.client.create_payload_index(
+                collection, SOURCE_KEY, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
+            )
+
+    def drop(self, collection: str) -> None:
+        self.client.delete_collection(collection)
 
     def count(self, collection: str) -> int:
         return self.client.count(collection, exact=True).count
@@ -86,8 +101,6 @@ class ClientBackend:
     def upsert(
         self, collection: str, ids: list[str], vectors: np.ndarray, payloads: list[dict]
     ) -> None:
-        from qdrant_client import models
-
         points = [
             models.PointStruct(id=i, vector=v.tolist(), payload=p)
             for i, v, p in zip(ids, vectors, payloads, strict=True)
@@ -95,24 +108,50 @@ class ClientBackend:
         self.client.upsert(collection, points=points, wait=True)
 
     def ids_for_source(self, collection: str, source: str) -> set[str]:
-        from qdrant_client import models
-
-        flt = models.Filter(
-            must=[models.FieldCondition(key="source", match=models.MatchValue(value=source))]
-        )
+        flt = source_filter(source)
         out: set[str] = set()
         offset = None
         while True:
             points, offset = self.client.scroll(
-                collection, scroll_filter=flt, limit=512, offset=offset, with_payload=False
+                collection, scroll_filter=flt, limit=PAGE, offset=offset, with_payload=False
             )
             out.update(str(p.id) for p in points)
             if offset is None:
                 return out
 
-    def delete(self, collection: str, ids: list[str]) -> None:
-        from qdrant_client import models
+    def sources(self, collection: str) -> dict[str, int]:
+        """Passages per source: one exact facet on the ``source`` index where there is one, else
+        a scroll reading only that field."""
+        if self.source_indexed(collection):
+            res = self.client.facet(collection, SOURCE_KEY, limit=FACET_ALL, exact=True)
+            return {str(h.value): int(h.count) for h in res.hits if h.count > 0}
+        counts: Counter[str] = Counter()
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                collection, limit=PAGE, offset=offset, with_payload=[SOURCE_KEY], with_vectors=False
+            )
+            counts.update(str((p.payload or {}).get(SOURCE_KEY, "")) for p in points)
+            if offset is None:
+                return dict(counts)
 
+    def source_indexed(self, collection: str) -> bool:
+        """True if ``collection`` has a keyword index on ``source`` (a server's, made by
+        ``create``; local mode reports none)."""
+        if not self.server:
+            return False
+        info = (self.client.get_collection(collection).payload_schema or {}).get(SOURCE_KEY)
+        return info is not None and info.data_type == models.PayloadSchemaType.KEYWORD
+
+    def remove_source(self, collection: str, source: str) -> int:
+        flt = source_filter(source)
+        n = self.client.count(collection, count_filter=flt, exact=True).count
+        if n:
+            selector = models.FilterSelector(filter=flt)
+            self.client.delete(collection, points_selector=selector, wait=True)
+        return n
+
+    def delete(self, collection: str, ids: list[str]) -> None:
         self.client.delete(collection, points_selector=models.PointIdsList(points=ids), wait=True)
 
     def search(self, collection: str, vector: np.ndarray, top_k: int) -> list[Hit]:
@@ -124,3 +163,9 @@ class ClientBackend:
     def optimize(self, collection: str) -> bool:
         """Nothing to do: a server optimizes in the background, local mode has no index."""
         return False
+
+
+def source_filter(source: str) -> models.Filter:
+    """Points whose ``source`` is ``source``."""
+    match = models.MatchValue(value=source)
+    return models.Filter(must=[models.FieldCondition(key=SOURCE_KEY, match=match)])

@@ -75,31 +75,63 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def read_documents(path: Path) -> list[Document]:
-    """The documents in one file; unreadable, binary or malformed files warn and give []."""
+@dataclass
+class FileRead:
+    """One file as read: its documents, or why it could not be read (``problem``).
+
+    ``source`` is what its passages record (the resolved path). A file read without a problem
+    but holding no text (blank, or no usable row) is ``empty``.
+    """
+
+    path: Path
+    source: str
+    documents: list[Document] = field(default_factory=list)
+    problem: str = ""
+
+    @property
+    def readable(self) -> bool:
+        return not self.problem
+
+    @property
+    def empty(self) -> bool:
+        return self.readable and not self.documents
+
+
+def read_file(path: Path) -> FileRead:
+    """Read one file without warning about it: unreadable, binary or malformed files come back
+    with ``problem`` set (malformed lines of a readable .jsonl still warn)."""
     source = str(path.resolve()) if path.exists() else str(path)
+
+    def problem(why: str) -> FileRead:
+        return FileRead(path, source, problem=why)
+
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        warnings.warn(f"skipping {path}: cannot read it ({exc.strerror or exc})", stacklevel=2)
-        return []
+        return problem(f"cannot read it ({exc.strerror or exc})")
     if b"\x00" in raw[:8192]:
-        warnings.warn(f"skipping {path}: looks like a binary file", stacklevel=2)
-        return []
+        return problem("looks like a binary file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        warnings.warn(f"skipping {path}: not UTF-8 text", stacklevel=2)
-        return []
+        return problem("not UTF-8 text")
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
-        return [Document(text, source, title=path.stem, doc_id=path.name)] if text.strip() else []
+        docs = [Document(text, source, title=path.stem, doc_id=path.name)] if text.strip() else []
+        return FileRead(path, source, docs)
     if suffix == ".jsonl":
-        return list(_jsonl_documents(text, source, path))
+        return FileRead(path, source, list(_jsonl_documents(text, source, path)))
     if suffix == ".json":
-        return _json_documents(text, source, path)
-    warnings.warn(f"skipping {path}: unsupported type (use {SUPPORTED_SUFFIXES})", stacklevel=2)
-    return []
+        return _json_file(text, source, path)
+    return problem(f"unsupported type (use {SUPPORTED_SUFFIXES})")
+
+
+def read_documents(path: Path) -> list[Document]:
+    """The documents in one file; unreadable, binary or malformed files warn and give []."""
+    read = read_file(path)
+    if read.problem:
+        warnings.warn(f"skipping {path}: {read.problem}", stacklevel=2)
+    return read.documents
 
 
 def _jsonl_documents(text: str, source: str, path: Path) -> Iterator[Document]:
@@ -132,21 +164,19 @@ def _text_field(row: dict[str, Any]) -> str | None:
     return None
 
 
-def _json_documents(text: str, source: str, path: Path) -> list[Document]:
+def _json_file(text: str, source: str, path: Path) -> FileRead:
+    if not text.strip():
+        return FileRead(path, source)  # an empty .json is empty, not invalid
     try:
         data = json.loads(text)
     except ValueError as exc:
-        warnings.warn(f"skipping {path}: invalid JSON ({exc})", stacklevel=3)
-        return []
+        return FileRead(path, source, problem=f"invalid JSON ({exc})")
     if isinstance(data, dict) and isinstance(data.get("data"), list):
-        return squad_documents(data, source)
+        return FileRead(path, source, squad_documents(data, source))
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
         lines = "\n".join(json.dumps(r) for r in data)
-        return list(_jsonl_documents(lines, source, path))
-    warnings.warn(
-        f"skipping {path}: JSON is neither SQuAD-style nor a list of objects", stacklevel=3
-    )
-    return []
+        return FileRead(path, source, list(_jsonl_documents(lines, source, path)))
+    return FileRead(path, source, problem="JSON is neither SQuAD-style nor a list of objects")
 
 
 def squad_documents(data: dict[str, Any], source: str) -> list[Document]:

@@ -25,7 +25,13 @@ What this relies on (qdrant-edge-py 0.9, checked by ``tests/rag/test_edge.py``):
 * Engine errors are plain ``Exception`` with a message (damaged files gave no panics); they are
   re-raised as ``RagError`` naming the collection folder.
 * Point ids are UUID strings (returned as ``uuid.UUID``); payloads are JSON-like dicts. A keyword
-  index on ``source`` keeps ``ids_for_source`` cheap on large collections (no HNSW links for it).
+  index on ``source`` keeps ``ids_for_source`` cheap on large collections (no HNSW links for it)
+  and lets ``sources`` count passages per source with one exact facet (deleted points count 0
+  until ``optimize`` vacuums them; ``sources`` leaves them out); ``remove_source`` is one
+  filtered delete.
+* ``drop`` deletes a collection: it takes the shard's lock first (a collection open in another
+  process is refused, as for any open), releases it, renames the folder to a hidden name (the
+  collection is gone at once) and deletes that.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +51,16 @@ import numpy as np
 import qdrant_edge as qe
 
 from ..atomic import write_json_atomic
-from .store import EDGE_MARKER, META_KEY, Hit, MissingCollection, RagError
+from .types import (
+    EDGE_MARKER,
+    FACET_ALL,
+    META_KEY,
+    SOURCE_KEY,
+    CollectionBusy,
+    Hit,
+    MissingCollection,
+    RagError,
+)
 
 IDENTITY_FILE = "gemlm.json"
 SHARD_CONFIG = "edge_config.json"
@@ -136,7 +152,7 @@ class EdgeBackend:
             raise RagError(f"closing Qdrant Edge collections at {self.root}: " + "; ".join(failed))
 
     # ------------------------------------------------------------------ collections
-    def names(self) -> list[str]:
+    def collections(self) -> list[str]:
         return sorted(
             p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
         )
@@ -155,6 +171,36 @@ class EdgeBackend:
         except (OSError, ValueError) as exc:
             raise RagError(f"cannot read the collection identity {path}: {exc}") from exc
         return data.get(META_KEY) if isinstance(data, dict) else None
+
+    def drop(self, collection: str) -> None:
+        """Delete the collection's folder; refused while another process has it open."""
+        folder = self.root / check_name(collection)
+        if not (folder / SHARD_CONFIG).is_file():
+            raise RagError(
+                f"{folder} is not a Qdrant Edge collection (no {SHARD_CONFIG}); left as is"
+            )
+        with self._lock:
+            shard = self._shards.pop(collection, None)
+        if shard is None:
+            shard = self._load_for_drop(collection)
+        if shard is not None:
+            with engine_errors("close", folder):
+                shard.close()
+        trash = self.root / f".drop-{uuid.uuid4().hex}"
+        try:
+            os.rename(folder, trash)
+        except OSError as exc:
+            raise RagError(f"cannot delete collection {collection!r} at {folder}: {exc}") from exc
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _load_for_drop(self, collection: str) -> qe.EdgeShard | None:
+        """The shard (holding its lock) before deleting it; None if it is too damaged to open."""
+        try:
+            return self._load(collection)
+        except CollectionBusy:
+            raise
+        except RagError:
+            return None
 
     def create(self, collection: str, dimension: int, meta: dict[str, Any]) -> None:
         """Build the shard and its identity in a hidden folder, then rename it into place."""
@@ -183,7 +229,7 @@ class EdgeBackend:
             shard = qe.EdgeShard.create(str(folder), config)
             try:
                 index = qe.KeywordIndexParams(enable_hnsw=False)
-                shard.update(qe.UpdateOperation.create_field_index("source", index))
+                shard.update(qe.UpdateOperation.create_field_index(SOURCE_KEY, index))
             finally:
                 shard.close()
 
@@ -204,7 +250,7 @@ class EdgeBackend:
             return qe.EdgeShard.load(str(folder))
         except Exception as exc:
             if "WouldBlock" in str(exc):
-                raise RagError(
+                raise CollectionBusy(
                     f"collection {collection!r} at {folder} is already open in another process "
                     "(or another RagStore in this one): Qdrant Edge opens a collection in one "
                     "place at a time. Stop the other one (e.g. `gemlm serve`), or use a Qdrant "
@@ -260,7 +306,7 @@ class EdgeBackend:
 
     def ids_for_source(self, collection: str, source: str) -> set[str]:
         shard = self._shard(collection)
-        flt = qe.Filter(must=[qe.FieldCondition(key="source", match=qe.MatchValue(source))])
+        flt = source_filter(source)
         out: set[str] = set()
         offset = None
         with engine_errors("scroll", self.root / collection):
@@ -272,6 +318,26 @@ class EdgeBackend:
                 out.update(str(r.id) for r in records)
                 if offset is None:
                     return out
+
+    def sources(self, collection: str) -> dict[str, int]:
+        """Passages per ``source`` (an exact facet on its keyword index); deleted points count 0
+        until ``optimize`` vacuums them, and are left out."""
+        shard = self._shard(collection)
+        request = qe.FacetRequest(SOURCE_KEY, limit=FACET_ALL, exact=True)
+        with engine_errors("facet", self.root / collection):
+            hits = shard.facet(request).hits
+        return {str(h.value): int(h.count) for h in hits if h.count > 0}
+
+    def remove_source(self, collection: str, source: str) -> int:
+        """Delete every passage of ``source`` with one filtered delete; how many there were."""
+        shard = self._shard(collection)
+        flt = source_filter(source)
+        with engine_errors("delete", self.root / collection):
+            n = shard.count(qe.CountRequest(exact=True, filter=flt))
+            if n:
+                shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+                shard.flush()
+        return n
 
     def delete(self, collection: str, ids: list[str]) -> None:
         shard = self._shard(collection)
@@ -294,3 +360,8 @@ class EdgeBackend:
         with engine_errors("search", self.root / collection):
             points = shard.query(request)
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+
+def source_filter(source: str) -> qe.Filter:
+    """Points whose ``source`` is ``source``."""
+    return qe.Filter(must=[qe.FieldCondition(key=SOURCE_KEY, match=qe.MatchValue(source))])

@@ -9,75 +9,39 @@
   numpy search; kept for folders built with it and as a benchmark reference.
 * ``url=``: a Qdrant server or cluster through ``qdrant-client``.
 
+Each engine implements ``Backend`` (``gemlm/rag/types.py``, with the records and errors the
+engines and this module share); this module imports the engines, never the reverse.
+
 Every collection records ``{"gemlm": identity}`` (model id, embedding dimension, embedding
 settings) when it is created; it is compared on every open, so vectors from two models never mix.
+Every passage records its ``source`` (the file it came from): ``sources`` counts passages per
+source, ``remove_source`` deletes one source's passages and ``drop`` a whole collection.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..sources import gemlm_home
+from .types import (
+    IDENTITY_KEYS,
+    Backend,
+    EmptyCollection,
+    Hit,
+    MissingCollection,
+    ModelMismatch,
+    RagError,
+)
 
 if TYPE_CHECKING:
     from gemlm.model import GEMModel
 
-META_KEY = "gemlm"
-IDENTITY_KEYS = ("model", "dimension", "embedding")  # compared on open ("embedding": settings)
 ENGINES = ("edge", "local")
-EDGE_MARKER = ".gemlm-store.json"  # marks a Qdrant Edge store folder (edge.py writes it)
-
-
-class RagError(ValueError):
-    """A user-facing RAG problem (missing/empty collection, model mismatch, bad question)."""
-
-
-class MissingCollection(RagError):
-    pass
-
-
-class EmptyCollection(RagError):
-    pass
-
-
-class ModelMismatch(RagError):
-    pass
-
-
-@dataclass
-class Hit:
-    """One retrieved passage with its cosine score (payload as stored)."""
-
-    id: str
-    score: float
-    payload: dict[str, Any]
-
-
-class Backend(Protocol):
-    """What an engine provides; ``RagStore`` adds the identity checks and user-facing errors."""
-
-    location: str
-
-    def close(self) -> None: ...
-    def names(self) -> list[str]: ...
-    def exists(self, collection: str) -> bool: ...
-    def metadata(self, collection: str) -> Any: ...
-    def create(self, collection: str, dimension: int, meta: dict[str, Any]) -> None: ...
-    def count(self, collection: str) -> int: ...
-    def existing_ids(self, collection: str, ids: list[str]) -> set[str]: ...
-    def upsert(
-        self, collection: str, ids: list[str], vectors: np.ndarray, payloads: list[dict]
-    ) -> None: ...
-    def ids_for_source(self, collection: str, source: str) -> set[str]: ...
-    def delete(self, collection: str, ids: list[str]) -> None: ...
-    def search(self, collection: str, vector: np.ndarray, top_k: int) -> list[Hit]: ...
-    def optimize(self, collection: str) -> bool: ...
 
 
 def default_qdrant_path() -> Path:
@@ -184,15 +148,23 @@ class RagStore:
     def exists(self, collection: str) -> bool:
         return self.backend.exists(collection)
 
+    def collections(self) -> list[str]:
+        """The collection names in this folder or server, sorted."""
+        return self.backend.collections()
+
+    def missing(self, collection: str) -> MissingCollection:
+        """The error for a collection that is not here, naming those that are."""
+        names = self.backend.collections()
+        hint = local_mode_hint(collection) if self.engine == "edge" else ""
+        return MissingCollection(
+            f"no collection {collection!r} at {self.location} "
+            f"(existing: {', '.join(names) or 'none'}); build it with `gemlm rag index`" + hint
+        )
+
     def identity(self, collection: str) -> dict[str, Any]:
         """The identity stored with ``collection``; MissingCollection if there is none."""
         if not self.exists(collection):
-            names = self.backend.names()
-            hint = local_mode_hint(collection) if self.engine == "edge" else ""
-            raise MissingCollection(
-                f"no collection {collection!r} at {self.location} "
-                f"(existing: {', '.join(names) or 'none'}); build it with `gemlm rag index`" + hint
-            )
+            raise self.missing(collection)
         meta = self.backend.metadata(collection)
         if not isinstance(meta, dict):
             raise ModelMismatch(f"collection {collection!r} was not built by gemlm (no metadata)")
@@ -224,6 +196,17 @@ class RagStore:
     def count(self, collection: str) -> int:
         return self.backend.count(collection)
 
+    def sources(self, collection: str) -> dict[str, int]:
+        """Passages per source (the file each came from), by source; MissingCollection if none."""
+        self.identity(collection)
+        return dict(sorted(self.backend.sources(collection).items()))
+
+    def drop(self, collection: str) -> None:
+        """Delete ``collection`` with all its passages; MissingCollection if there is none."""
+        if not self.exists(collection):
+            raise self.missing(collection)
+        self.backend.drop(collection)
+
     def optimize(self, collection: str) -> bool:
         """Build the search index for what was written; True if anything was rebuilt.
 
@@ -251,6 +234,10 @@ class RagStore:
 
     def ids_for_source(self, collection: str, source: str) -> set[str]:
         return self.backend.ids_for_source(collection, source)
+
+    def remove_source(self, collection: str, source: str) -> int:
+        """Delete every passage of ``source``; how many there were."""
+        return self.backend.remove_source(collection, source)
 
     def delete(self, collection: str, ids: Iterable[str]) -> None:
         ids = list(ids)

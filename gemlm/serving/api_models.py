@@ -3,42 +3,50 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
-from .context import serving
+from .handler import Handler, documented
+from .protocol import GenerationDefaultsCard, HealthResponse, ModelCard, ModelList
 
 router = APIRouter()
 
 
-@router.get("/health")
-async def health(request: Request) -> dict[str, object]:
+class ServingModels(Handler):
+    """The served model's card, and the server's health."""
+
+    def health(self) -> HealthResponse:
+        ctx = self.ctx
+        return HealthResponse(
+            model=ctx.model_name, pending=ctx.pending, embedding_batches=ctx.batcher.batches
+        )
+
+    def card(self, model_id: str | None = None) -> ModelCard:
+        self.check_model(model_id)
+        ctx = self.ctx
+        return ModelCard(
+            id=ctx.model_name,
+            created=ctx.created,
+            max_model_len=ctx.context_length,
+            embedding_dimension=ctx.embedding_dim,
+            embedding_max_tokens=ctx.embedding_window,
+            generation_defaults=GenerationDefaultsCard(**ctx.generation_defaults),
+        )
+
+    def models(self) -> ModelList:
+        return ModelList(data=[self.card()])
+
+
+@router.get("/health", **documented(HealthResponse))
+async def health(request: Request) -> JSONResponse:
     """Answered on the event loop, never queued behind model compute."""
-    ctx = serving(request)
-    return {
-        "status": "ok",
-        "model": ctx.model_name,
-        "pending": ctx.pending,
-        "embedding_batches": ctx.batcher.batches,
-    }
+    return ServingModels.respond(ServingModels(request).health())
 
 
-def _card(request: Request) -> dict[str, object]:
-    ctx = serving(request)
-    return {
-        "id": ctx.model_name,
-        "object": "model",
-        "created": ctx.created,
-        "owned_by": "gemlm",
-        "max_model_len": ctx.context_length,
-        "embedding_dimension": ctx.embedding_dim,
-    }
+@router.get("/v1/models", **documented(ModelList))
+async def list_models(request: Request) -> JSONResponse:
+    return ServingModels.respond(ServingModels(request).models())
 
 
-@router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, object]:
-    return {"object": "list", "data": [_card(request)]}
-
-
-@router.get("/v1/models/{model_id:path}")
-async def get_model(model_id: str, request: Request) -> dict[str, object]:
-    serving(request).check_model(model_id)
-    return _card(request)
+@router.get("/v1/models/{model_id:path}", **documented(ModelCard))
+async def get_model(model_id: str, request: Request) -> JSONResponse:
+    return ServingModels.respond(ServingModels(request).card(model_id))

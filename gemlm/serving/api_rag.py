@@ -2,127 +2,123 @@
 
 Active when the server was started with a collection (``gemlm serve --rag-collection NAME``):
 ``app.state.rag`` is then a ``gemlm.rag.RagEngine``. Retrieval and generation are jobs on the
-same model worker as embeddings and chat. Streaming sends server-sent events: one
-``rag.sources`` event (known before generation starts), ``rag.delta`` text pieces, one final
-``rag.answer`` with usage, then ``data: [DONE]``.
+same model worker as embeddings and chat. The answer is brief (it stops at a blank line, within
+a short token budget) and cites the sources as ``[n]``: ``sources`` lists them with their
+numbers (``rank``) and ``cited`` the numbers the answer uses. Streaming sends server-sent
+events: one ``rag.sources`` event (known before generation starts), ``rag.delta`` text pieces,
+one final ``rag.answer`` with usage, then ``data: [DONE]``.
 """
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import Response
+
+from gemlm.rag.types import RagError
 
 from .batcher import Done
-from .context import ServingContext, serving
-from .errors import APIError, error_body
-from .schemas import parse_body
+from .errors import APIError
+from .handler import DONE, Handler, documented, sse
+from .protocol import (
+    RagAnswerResponse,
+    RagDeltaEvent,
+    RagRequest,
+    RagSource,
+    RagSourcesEvent,
+    RagUsage,
+)
 
 router = APIRouter()
 
 
-class RagRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+class ServingRag(Handler):
+    """One ``/v1/rag`` request against the server's ``RagEngine``."""
 
-    question: str = Field(min_length=1)
-    model: str | None = None
-    top_k: int | None = Field(default=None, ge=1, le=50)
-    max_tokens: int = Field(default=256, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    stream: bool = False
+    async def validate(self) -> tuple[Any, RagRequest]:
+        """The engine and the request, or the 4xx (404 when no collection is configured)."""
+        engine = getattr(self.request.app.state, "rag", None)
+        if engine is None:
+            raise APIError(
+                404,
+                "no RAG collection is configured: start the server with --rag-collection NAME",
+                code="rag_not_configured",
+                type="invalid_request_error",
+            )
+        req = await self.parse(RagRequest)
+        self.check_model(req.model)
+        self.check_output_tokens(req.max_tokens, "max_tokens")
+        return engine, req
 
-
-def _engine(request: Request) -> Any:
-    engine = getattr(request.app.state, "rag", None)
-    if engine is None:
-        raise APIError(
-            404,
-            "no RAG collection is configured: start the server with --rag-collection NAME",
-            code="rag_not_configured",
-            type="invalid_request_error",
+    async def create(self) -> Response:
+        engine, req = await self.validate()
+        settings = dict(  # unset: the engine's brief-answer budget, the model's sampling defaults
+            top_k=req.top_k,
+            max_new_tokens=req.max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            seed=req.seed,
         )
-    return engine
+        self.head = self.stamp("rag")
+        async with self.ctx.admit():
+            try:
+                if not req.stream:
+                    answer = await self.ctx.worker.run(engine.ask, req.question, **settings)
+                    return self.respond(self.answer(answer))
+                stream = await self.ctx.worker.run(engine.ask_stream, req.question, **settings)
+            except RagError as exc:
+                raise APIError(400, str(exc), code=type(exc).__name__, param="question") from exc
+        return self.stream(self.events(stream))
 
-
-def _rag_error(exc: Exception) -> APIError:
-    return APIError(400, str(exc), code=type(exc).__name__, param="question")
-
-
-def _answer_body(head: dict[str, Any], answer: Any) -> dict[str, Any]:
-    return {
-        **head,
-        "object": "rag.answer",
-        "answer": answer.answer,
-        "sources": [asdict(s) for s in answer.sources],
-        "usage": {
-            "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.completion_tokens,
-            "total_tokens": answer.prompt_tokens + answer.completion_tokens,
-            "reused_prompt_tokens": answer.reused_tokens,
-        },
-        "timings": {k: round(v, 4) for k, v in answer.timings.items()},
-    }
-
-
-@router.post("/v1/rag", response_model=None)
-async def rag(request: Request) -> JSONResponse | StreamingResponse:
-    from gemlm.rag.store import RagError
-
-    engine = _engine(request)
-    ctx = serving(request)
-    req = await parse_body(request, RagRequest)
-    if req.model is not None:
-        ctx.check_model(req.model)
-    if req.max_tokens > ctx.limits.max_output_tokens:
-        raise APIError(
-            400,
-            f"max_tokens={req.max_tokens} exceeds the limit {ctx.limits.max_output_tokens}",
-            param="max_tokens",
+    def answer(self, answer: Any) -> RagAnswerResponse:
+        """The response for the engine's ``RagAnswer``."""
+        usage = RagUsage.count(
+            answer.prompt_tokens,
+            answer.completion_tokens,
+            reused_prompt_tokens=answer.reused_tokens,
         )
-    kwargs = dict(top_k=req.top_k, max_new_tokens=req.max_tokens, temperature=req.temperature)
-    head = {"id": f"rag-{uuid.uuid4().hex}", "created": int(time.time()), "model": ctx.model_name}
-    async with ctx.admit():
+        return RagAnswerResponse(
+            **self.head,
+            answer=answer.answer,
+            cited=answer.cited,
+            finish_reason=answer.finish_reason,
+            sources=self.sources(answer.sources),
+            usage=usage,
+            timings=answer.timings,
+        )
+
+    @staticmethod
+    def sources(sources: list[Any]) -> list[RagSource]:
+        return [RagSource.model_validate(s) for s in sources]
+
+    async def events(self, stream: Any) -> AsyncIterator[str]:
+        def generate(emit: Any) -> Any:  # worker thread: pieces go to the event loop as they come
+            for piece in stream:
+                emit(piece)
+            return stream.result()
+
+        yield sse(RagSourcesEvent(**self.head, sources=self.sources(stream.sources)))
         try:
-            if not req.stream:
-                answer = await ctx.worker.run(engine.ask, req.question, **kwargs)
-                return JSONResponse(_answer_body(head, answer))
-            stream = await ctx.worker.run(engine.ask_stream, req.question, **kwargs)
-        except RagError as exc:
-            raise _rag_error(exc) from exc
-    return StreamingResponse(
-        _events(ctx, stream, head),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+            async with self.ctx.admit():
+                async for item in self.ctx.worker.relay(generate):
+                    if isinstance(item, Done):
+                        yield sse(self.answer(item.result))
+                    else:
+                        yield sse(RagDeltaEvent(**self.head, delta=item))
+        except Exception as exc:  # headers are sent: report in-band
+            yield self.failure(exc)
+        yield DONE
 
 
-def _sse(obj: dict[str, Any]) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
-
-
-async def _events(ctx: ServingContext, stream: Any, head: dict[str, Any]) -> AsyncIterator[str]:
-    def generate(emit: Any) -> Any:  # worker thread: pieces go to the event loop as they come
-        for piece in stream:
-            emit(piece)
-        return stream.result()
-
-    yield _sse({**head, "object": "rag.sources", "sources": [asdict(s) for s in stream.sources]})
-    try:
-        async with ctx.admit():
-            async for item in ctx.worker.relay(generate):
-                if isinstance(item, Done):
-                    yield _sse(_answer_body(head, item.result))
-                else:
-                    yield _sse({**head, "object": "rag.delta", "delta": item})
-    except APIError as exc:
-        yield _sse(error_body(exc.message, exc.type, exc.code, exc.param))
-    except Exception as exc:  # headers are sent: report in-band
-        yield _sse(error_body(f"generation failed: {type(exc).__name__}: {exc}", "server_error"))
-    yield "data: [DONE]\n\n"
+@router.post(
+    "/v1/rag",
+    **documented(
+        RagAnswerResponse,
+        request=RagRequest,
+        stream=(RagSourcesEvent, RagDeltaEvent, RagAnswerResponse),
+    ),
+)
+async def rag(request: Request) -> Response:
+    return await ServingRag(request).create()

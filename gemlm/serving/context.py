@@ -1,4 +1,9 @@
-"""What every route shares: the model, the worker thread, the embedding batcher and the limits."""
+"""What every handler shares: the model, the worker thread, the embedding batcher and the limits.
+
+Nothing here checks a request (``handler.py`` and the endpoint handlers do); the embedding job
+reports, per input, what only the worker can measure (over the window, foreign token ids), and
+the embeddings handler turns that into the client's error.
+"""
 
 from __future__ import annotations
 
@@ -22,17 +27,44 @@ if TYPE_CHECKING:
 
 @dataclass
 class ServeLimits:
-    """Request limits; beyond them the request is refused (413 for the body, else 400/503)."""
+    """Request limits and input policies; beyond the limits a request is refused (413 for the
+    body, else 400/503).
+
+    An embedding input longer than the model's embedding window is refused (400 naming it)
+    unless the request says ``"truncate": true`` or ``truncate`` is set here (TEI's habit). Token-id
+    embedding inputs are refused unless ``accept_token_ids``: no one can tell this tokenizer's
+    ids from another's (LangChain's OpenAIEmbeddings sends tiktoken cl100k ids by default), so
+    only a server told that its clients tokenize with this model's own tokenizer takes them.
+    """
 
     max_body_bytes: int = 4 * 2**20  # 4 MiB: 2,048 inputs of ~2 KB text
     max_inputs: int = 2048  # inputs per embedding request (OpenAI's own cap)
-    max_input_tokens: int = 8192  # token-id inputs and prompts (texts are truncated, not refused)
+    max_input_tokens: int = 8192  # token-id inputs and prompts
     max_prompts: int = 16  # prompts per completion request
     max_n: int = 8  # choices per prompt
     max_stop: int = 4  # stop strings (OpenAI's cap)
     max_output_tokens: int = 2048  # max_tokens ceiling
     default_chat_max_tokens: int = 512  # when a chat request names none (clipped to the context)
     max_pending: int = 512  # requests admitted at once; more get 503 (back-pressure)
+    truncate: bool = False  # embed the start of an over-window input (a request's "truncate" wins)
+    accept_token_ids: bool = False  # embed token-id inputs (checked to be this tokenizer's own)
+
+
+@dataclass(frozen=True)
+class EmbedItem:
+    """One embedding input as the micro-batcher carries it, with its request's policy."""
+
+    input: str | list[int]
+    truncate: bool = False  # embed the start of an over-window input instead of refusing it
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The micro-batcher's result for one input: its vector, or why it was refused."""
+
+    vector: np.ndarray | None  # (D,) unit vector; None when refused
+    tokens: int  # model input tokens embedded, or (refused) the tokens the input needs
+    refused: str | None = None  # "too_long" or "foreign_ids"
 
 
 @dataclass
@@ -73,54 +105,56 @@ class ServingContext:
         self.context_length: int = gem.context_length
         self.vocab_size: int = gem.vocab_size
         self.embedding_dim: int = gem.embedding_dim
+        self.embedding_window: int = gem.config.max_length
+        self.special_ids: frozenset[int] = frozenset(gem.special_ids)
         self.pending = 0
         self.cancels: set[threading.Event] = set()  # running generations, stopped on shutdown
 
-    def embed(self, inputs: list[str | list[int]]) -> list[tuple[np.ndarray, int]]:
-        """The micro-batcher's job (worker thread): inputs -> [(unit vector (D,), tokens), ...].
+    @property
+    def generation_defaults(self) -> dict[str, Any]:
+        """What a request that leaves sampling unset gets (the model's, read when asked)."""
+        return self.gem.generation_defaults
 
-        Texts get the model's default prompt, as ``encode`` gives them; token-id inputs (sent by
-        LangChain's ``OpenAIEmbeddings``) are taken as is. Both run packed: a micro-batch holds
-        texts in arrival order, and padded batches of them would be ~40% padding
-        (``benchmarks/serve_padding.py``).
+    def embed(self, items: list[EmbedItem]) -> list[Embedded]:
+        """The micro-batcher's job (worker thread): each input's unit vector and token count, or
+        why it is refused (over the embedding window without ``truncate``; token ids that are
+        not this tokenizer's own), so one bad input fails its own request, not the batch.
+
+        Texts get the model's default prompt, as ``encode`` gives them; token-id inputs are
+        taken as is. Both run packed: a micro-batch holds texts in arrival order, and padded
+        batches of them would be ~40% padding (``benchmarks/serve_padding.py``).
         """
-        ids, _ = self.gem.tokenize_for_embedding(inputs)
-        vecs = self.gem.embed_ids(
-            ids,
-            packed=True,
-            row_tokens=self.batching.row_tokens,
-            max_tokens=self.batching.max_tokens,
-        ).numpy()
-        return [(vecs[i], len(x)) for i, x in enumerate(ids)]
+        lengths = self.gem.embedding_lengths([it.input for it in items])
+        out: list[Embedded | None] = [
+            self._refusal(it, n) for it, n in zip(items, lengths, strict=True)
+        ]
+        kept = [i for i, r in enumerate(out) if r is None]
+        if kept:
+            ids, _ = self.gem.tokenize_for_embedding([items[i].input for i in kept])
+            vecs = self.gem.embed_ids(
+                ids,
+                packed=True,
+                row_tokens=self.batching.row_tokens,
+                max_tokens=self.batching.max_tokens,
+            ).numpy()
+            for row, i in enumerate(kept):
+                out[i] = Embedded(vecs[row], len(ids[row]))
+        return out  # type: ignore[return-value]  # every slot is filled above
 
-    def check_model(self, name: str | None) -> None:
-        """A request may omit ``model``; naming another one is a 404 as in the OpenAI API."""
-        if name is not None and name != self.model_name:
-            raise APIError(
-                404,
-                f"The model {name!r} does not exist; this server serves {self.model_name!r}",
-                param="model",
-                code="model_not_found",
-            )
+    def _refusal(self, item: EmbedItem, length: int) -> Embedded | None:
+        if length > self.embedding_window and not item.truncate:
+            return Embedded(None, length, "too_long")
+        if not isinstance(item.input, str) and not self.own_ids(item.input):
+            return Embedded(None, length, "foreign_ids")
+        return None
 
-    def check_ids(self, ids: list[int], what: str) -> None:
-        if not ids:
-            raise APIError(400, f"{what} is empty", param=what, code="invalid_value")
-        if len(ids) > self.limits.max_input_tokens:
-            raise APIError(
-                400,
-                f"{what} has {len(ids)} tokens; the limit is {self.limits.max_input_tokens}",
-                param=what,
-                code="context_length_exceeded",
-            )
-        bad = next((t for t in ids if t >= self.vocab_size), None)
-        if bad is not None:
-            raise APIError(
-                400,
-                f"{what} holds token id {bad}, outside the vocabulary (size {self.vocab_size})",
-                param=what,
-                code="invalid_value",
-            )
+    def own_ids(self, ids: list[int]) -> bool:
+        """Whether ``ids`` are what this tokenizer makes of their own text (decoded, then
+        encoded again). Ids of another tokenizer usually are not, but short lists can be by
+        chance: this check finds foreign ids, it cannot prove ids are this tokenizer's."""
+        tok = self.gem.tokenizer
+        text = tok.decode(ids, skip_special_tokens=False)
+        return tok(text, add_special_tokens=False)["input_ids"] == list(ids)
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:

@@ -1,4 +1,5 @@
-"""Errors in the OpenAI shape ``{"error": {"message", "type", "param", "code"}}``.
+"""Errors in the OpenAI shape ``{"error": {"message", "type", "param", "code"}}``
+(``protocol.ErrorResponse``).
 
 Every failure the server reports, from a bad API key to an unexpected bug, leaves through here,
 so clients (the ``openai`` SDK maps status codes to exception classes) always get this body.
@@ -12,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .protocol import ErrorInfo, ErrorResponse
 
 log = logging.getLogger("gemlm.serving")
 
@@ -32,6 +35,10 @@ class APIError(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
         self.type = type or ("server_error" if status >= 500 else "invalid_request_error")
 
+    def body(self) -> ErrorResponse:
+        info = ErrorInfo(message=self.message, type=self.type, param=self.param, code=self.code)
+        return ErrorResponse(error=info)
+
 
 class BodyTooLarge(APIError):
     """Raised while reading a request body that outgrows the limit (chunked uploads included)."""
@@ -42,18 +49,8 @@ class BodyTooLarge(APIError):
         )
 
 
-def error_body(
-    message: str, type: str, code: str | None = None, param: str | None = None
-) -> dict[str, dict[str, str | None]]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
-
-
 def error_response(exc: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        error_body(exc.message, exc.type, exc.code, exc.param),
-        status_code=exc.status,
-        headers=headers,
-    )
+    return JSONResponse(exc.body().model_dump(), status_code=exc.status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

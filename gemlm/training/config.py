@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from ..kind import AdapterScope
+
 
 def _f(default: Any, help: str) -> Any:
     if isinstance(default, list | dict):
@@ -25,8 +27,8 @@ class GEMTrainingConfig:
     output_dir: str = _f("runs/gem", "Run folder: checkpoints, logs, plot, final model.")
     num_special_tokens: int = _f(1, "k, the number of GEM tokens (1..10).")
     tuning: str = _f("lora", "lora (peft adapters + the special-token embedding rows) or full.")
-    adapter_scope: str = _f(
-        "all",
+    adapter_scope: AdapterScope = _f(
+        AdapterScope.ALL,
         "all: LoRA everywhere, merged at the end. special_only: LoRA acts only at the GEM token "
         "positions and is saved as a small adapter; plain-text generation stays bit-identical.",
     )
@@ -145,8 +147,7 @@ class GEMTrainingConfig:
         self._check_types()
         checks = {
             "tuning": self.tuning in ("lora", "full"),
-            "adapter_scope": self.adapter_scope == "all"
-            or (self.adapter_scope == "special_only" and self.tuning == "lora"),
+            "adapter_scope": not self.adapter_scope.needs_lora or self.tuning == "lora",
             "gem_format": self.gem_format in ("split", "reconstruction", "mixed"),
             "contrastive_unit": self.contrastive_unit in ("sentence", "paragraph"),
             "gem_prob": 0 <= self.gem_prob <= 1,
@@ -204,6 +205,11 @@ class GEMTrainingConfig:
                 f"(needs >= {need[self.gem_format]})"
             )
 
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "adapter_scope":  # "special_only" from YAML or code -> AdapterScope, checked
+            value = AdapterScope.parse(value)
+        super().__setattr__(name, value)
+
     @property
     def uses_pairs(self) -> bool:
         """True when contrastive pairs come from documents, not one sentence with dropout."""
@@ -212,11 +218,11 @@ class GEMTrainingConfig:
     @property
     def frozen_text(self) -> bool:
         """True when training runs the text without autograd (special_only + skip_frozen)."""
-        return self.adapter_scope == "special_only" and self.skip_frozen
+        return self.adapter_scope.gated and self.skip_frozen
 
     def _warn_inert(self) -> None:
         """Settings that change nothing with a gated adapter, named once at load time."""
-        if self.adapter_scope != "special_only":
+        if not self.adapter_scope.gated:
             return
         if self.contrastive_steps and self.contrastive_alpha < 1:
             warnings.warn(
@@ -275,7 +281,8 @@ class GEMTrainingConfig:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain values only (the scope as its name): JSON and YAML can write it."""
+        return {**asdict(self), "adapter_scope": self.adapter_scope.value}
 
     @classmethod
     def help_table(cls) -> list[tuple[str, str, str]]:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import masking
-from ..adapter import head_tail_forward
+from ..adapter import head_tail_forward, is_gated
 from ..embedding import readout
 from .collator import IGNORE
 from .losses import LogitScale, distill_kl, info_nce
@@ -93,8 +93,7 @@ class GEMTrainingModule(nn.Module):
         self.grad_cache = grad_cache
         if grad_cache and alpha < 1 and not frozen_text:
             raise ValueError("grad_cache caches the InfoNCE term only: it needs alpha == 1")
-        gate = getattr(lm, "gem_gate", None)
-        if frozen_text and (gate is None or not gate.attached):
+        if frozen_text and not is_gated(lm):
             raise ValueError("frozen_text needs a gated adapter (adapter_scope='special_only')")
 
     def forward(

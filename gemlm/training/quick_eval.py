@@ -43,7 +43,7 @@ def quick_eval(
     out: dict[str, Any] = {name: round(r["main"], 3) for name, r in results.items()}
     out["seconds"] = round(time.perf_counter() - t, 1)
     if cfg.sample_prompt:
-        out["sample"] = gem.chat(cfg.sample_prompt, max_new_tokens=40)
+        out["sample"] = gem.chat(cfg.sample_prompt, max_new_tokens=40, temperature=0.0)  # greedy
     return out
 
 
@@ -52,6 +52,6 @@ def eval_copy(gem: GEMModel, saved: Path | None = None) -> GEMModel:
 
     A gated adapter is evaluated by loading what was saved (base + adapter), as users load it.
     """
-    if saved is not None and gem.config.adapter_scope == "special_only":
+    if saved is not None and gem.config.adapter_scope.saved_as_adapter:
         return GEMModel.from_pretrained(saved, dtype=default_dtype())
     return GEMModel(copy.deepcopy(gem.model).to(default_dtype()), gem.tokenizer, gem.config)

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments
 
 from ..adapter import ADAPTER_DIR, SpecialGate
 from ..corpus import load_documents, load_texts, train_eval_split
-from ..loading import default_dtype
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
+from .args import check_bf16, training_args
 from .collator import ContrastiveCollator, GEMCollator
 from .config import GEMTrainingConfig
 from .data import tokenize_and_chunk, tokenize_texts
@@ -93,50 +92,6 @@ def _contrastive_rows(cfg: GEMTrainingConfig, tok, train_texts, heldout: list[st
     )
 
 
-def _training_args(
-    cfg: GEMTrainingConfig, out: Path, steps: int, lr: float, batch: int
-) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=str(out),
-        max_steps=steps,
-        learning_rate=lr,
-        per_device_train_batch_size=batch,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        lr_scheduler_type=cfg.lr_scheduler,
-        lr_scheduler_kwargs=_scheduler_kwargs(cfg, steps),
-        warmup_steps=int(cfg.warmup_ratio * steps)
-        if cfg.warmup_steps is None
-        else cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-        bf16=cfg.bf16,
-        use_cpu=not torch.cuda.is_available(),
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        logging_steps=cfg.logging_steps,
-        report_to=[],
-        remove_unused_columns=False,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=0,
-        ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
-        ddp_find_unused_parameters=cfg.tuning == "full",
-        disable_tqdm=False,
-    )
-
-
-def _scheduler_kwargs(cfg: GEMTrainingConfig, steps: int) -> dict[str, Any]:
-    """warmup_stable_decay: the last ``decay_ratio`` of the stage decays to 0 (1-sqrt, as in
-    Hägele et al. 2024); any checkpoint of the flat part can end with its own short decay."""
-    if cfg.lr_scheduler != "warmup_stable_decay":
-        return {}
-    return {"num_decay_steps": max(1, round(cfg.decay_ratio * steps)), "decay_type": "1-sqrt"}
-
-
-def _distributed() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def latest_complete_checkpoint(stage_dir: Path) -> str | None:
     """The newest checkpoint whose trainer_state.json (written last) parses; a checkpoint left
     half-written by a killed run is removed, so training resumes from the one before it."""
@@ -179,7 +134,7 @@ def _run_stage(
         )
     trainer = GEMTrainer(
         model=module,
-        args=_training_args(cfg, out, steps, lr, batch),
+        args=training_args(cfg, out, steps, lr, batch),
         train_dataset=dataset,
         data_collator=collator,
     )
@@ -211,7 +166,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     torch.manual_seed(cfg.seed)
-    _check_bf16(cfg)
+    check_bf16(cfg)
 
     gem = _base_model(cfg)
     train_texts, heldout_texts = _corpus(cfg)
@@ -253,15 +208,16 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
 
     if not is_main:
         return summary
-    if cfg.tuning == "lora" and cfg.adapter_scope == "all":
+    scope = cfg.adapter_scope
+    if cfg.tuning == "lora" and scope.mergeable:
         lm = lm.merge_and_unload()
     gem.model = lm.eval()
     final = gem.save_pretrained(out / "model")
-    if cfg.adapter_scope == "all":
+    if scope.exportable:
         from ..export import export_sentence_transformers
 
         export_sentence_transformers(gem, out / "sentence-transformers")
-    else:  # a position-gated LoRA has no sentence-transformers / merged-weights form
+    if scope.saved_as_adapter:
         summary["adapter_bytes"] = sum(
             f.stat().st_size for f in (final / ADAPTER_DIR).iterdir() if f.is_file()
         )
@@ -270,23 +226,13 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     if cfg.quick_eval:
         from .quick_eval import eval_copy, quick_eval
 
-        gated = cfg.adapter_scope == "special_only"  # generates as the base: reuse "before"
+        gated = scope.gated  # generates as the base: reuse "before"
         after = quick_eval(eval_copy(gem, final), cfg, heldout_texts, generation=not gated)
         shared = {k: v for k, v in summary.get("before", {}).items() if k not in after}
         summary["after"] = {**after, **(shared if gated else {})}
     summary["model"] = str(final)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _check_bf16(cfg: GEMTrainingConfig) -> None:
-    """bf16 autocast on a CPU without native bf16 (no AVX512-BF16 / AMX) is emulated: measured
-    on an AVX2-only host, an NTP step took ~9 min in bf16 vs 62 s in fp32. Say so up front."""
-    if cfg.bf16 and not torch.cuda.is_available() and default_dtype() != torch.bfloat16:
-        logger.warning(
-            "bf16: true, but this CPU has no native bf16 (AVX512-BF16 / AMX): autocast is "
-            "emulated and training runs several times slower than in fp32; set bf16: false"
-        )
 
 
 def query_prompt(cfg: GEMTrainingConfig) -> str:
@@ -328,9 +274,9 @@ def _trainable_lm(cfg: GEMTrainingConfig, gem: GEMModel) -> Any:
             cfg.lora_dropout,
             cfg.lora_target_modules,
         )
-        if cfg.adapter_scope == "special_only":
+        if cfg.adapter_scope.gated:  # the gate and the scope that makes the engine use it
             SpecialGate(lm, gem.special_ids)
-            gem.config.adapter_scope = "special_only"
+            gem.config.adapter_scope = cfg.adapter_scope
             gem.config.base_model = cfg.model
     if cfg.frozen_text and cfg.bf16:  # bit-identical under autocast, no per-step weight cast
         logger.info("frozen base Linear weights stored in bf16: %d", bf16_frozen_linears(lm))
@@ -340,7 +286,7 @@ def _trainable_lm(cfg: GEMTrainingConfig, gem: GEMModel) -> Any:
             "activations only for the GEM tokens, and needs the KV cache it disables"
         )
     elif cfg.gradient_checkpointing:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return lm
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,11 @@ def apply_lora(
         trainable_token_indices={emb_name.rsplit(".", 1)[-1]: list(special_ids)},
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads a property transformers 5 deprecates
+        warnings.filterwarnings(
+            "ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning
+        )
+        return get_peft_model(model, config)
 
 
 class GEMTrainer(Trainer):

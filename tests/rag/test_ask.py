@@ -60,7 +60,7 @@ def test_reuse_gives_the_same_greedy_answer(tiny_gem, store) -> None:
     _, fwd = engine.embed_question(Q)
     cache, reused = reuse.prepare_cache(fwd, ids)
     rest = torch.tensor([ids[reused:]])
-    logits_reuse = tiny_gem.model(rest, past_key_values=cache).logits[0, -1]
+    logits_reuse = tiny_gem.model(rest, cache=cache).logits[0, -1]
     torch.testing.assert_close(logits_reuse, logits_plain, atol=1e-5, rtol=1e-5)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gemlm.rag.edge import IDENTITY_FILE, EdgeBackend
-from gemlm.rag.store import EDGE_MARKER, META_KEY, RagError, RagStore
+from gemlm.rag.store import RagStore
+from gemlm.rag.types import EDGE_MARKER, META_KEY, CollectionBusy, RagError
 
 from .test_store import IDENT, fill, ids_for, unit_vectors
 
@@ -145,3 +146,30 @@ def test_a_written_batch_survives_a_killed_process(tmp_path: Path) -> None:
         assert store.count("c") == 40 and store.identity("c") == IDENT
         assert store.existing_ids("c", ids_for(40)) == set(ids_for(40))
         assert store.search("c", unit_vectors(1)[0], top_k=3)
+
+
+def test_drop_refuses_a_collection_open_elsewhere_and_leaves_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "q"
+    with RagStore(root) as store:
+        fill(store, n=20)
+        with RagStore(root) as second, pytest.raises(CollectionBusy, match="already open"):
+            second.drop("c")
+        assert store.count("c") == 20  # untouched, still usable
+        store.drop("c")  # its own open shard is closed first
+        assert sorted(p.name for p in root.iterdir()) == [EDGE_MARKER]  # no hidden leftovers
+
+
+def test_drop_deletes_a_damaged_collection_but_not_a_foreign_folder(tmp_path: Path) -> None:
+    root = tmp_path / "q"
+    with RagStore(root) as store:
+        fill(store, n=20, collection="broken")
+    for version in (root / "broken/segments").glob("*/version.info"):
+        version.write_bytes(b"\x00garbage")
+    (root / "junk").mkdir()
+    (root / "junk/keep.txt").write_text("mine")
+    with RagStore(root) as store:
+        store.drop("broken")
+        assert not (root / "broken").exists()
+        with pytest.raises(RagError, match="junk is not a Qdrant Edge collection.*left as is"):
+            store.drop("junk")
+    assert (root / "junk/keep.txt").read_text() == "mine"

@@ -149,3 +149,23 @@ def test_model_and_dimension_mismatch(tiny_gem, docs: Path, tmp_path: Path) -> N
             RagEngine(tiny_gem, store, "wide", model_id="tiny")
         with pytest.raises(ModelMismatch, match="dimension"):
             RagEngine(tiny_gem, store, "wide")  # no model id: the rest is still checked
+
+
+def test_sources_remove_source_and_drop(engine: str, tmp_path: Path) -> None:
+    with RagStore(tmp_path / "q", engine=engine) as store:
+        fill(store)
+        fill(store, n=20, collection="other")
+        assert store.sources("c") == {"s0": 67, "s1": 67, "s2": 66}
+        assert store.remove_source("c", "s1") == 67 and store.remove_source("c", "s1") == 0
+        assert store.sources("c") == {"s0": 67, "s2": 66}  # Edge's zero count left out
+        assert store.count("c") == 133
+        store.drop("c")
+        assert not store.exists("c") and store.collections() == ["other"]
+        with pytest.raises(MissingCollection, match=r"no collection 'c' .*existing: other\)"):
+            store.drop("c")
+        with pytest.raises(MissingCollection):
+            store.sources("c")
+    with RagStore(tmp_path / "q", engine=engine) as store:  # still gone after a reopen
+        assert store.collections() == ["other"] and store.count("other") == 20
+        store.ensure("c", IDENT)  # the name can be used again
+        assert store.count("c") == 0 and store.sources("c") == {}

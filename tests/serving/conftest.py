@@ -1,12 +1,17 @@
-"""A real uvicorn on 127.0.0.1 (free port) serving the tiny Llama, shared by the serving tests."""
+"""A real uvicorn on 127.0.0.1 (free port) serving the tiny Llama, shared by the serving tests;
+checks of a body against its protocol model (``same``) and of a server-sent-events body."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from gemlm.model import GEMModel
 from gemlm.serving import BatchSettings, ServeLimits, create_app, serve_in_thread
@@ -54,3 +59,18 @@ def server(gem: GEMModel) -> Iterator[Server]:
     )
     with serve_in_thread(app) as url:
         yield Server(url, app, gem)
+
+
+def same(model: type[BaseModel], wire: dict[str, Any], **dump: Any) -> None:
+    """``wire`` validates against ``model`` and is what the model dumps: the same fields, in
+    the same order, nothing left out or added."""
+    parsed = model.model_validate(wire)
+    assert json.dumps(parsed.model_dump(**dump)) == json.dumps(wire)
+
+
+def events(r: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON events of a server-sent-events body, which must end with ``data: [DONE]``."""
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    blocks = r.text.split("\n\n")
+    assert blocks[-2:] == ["data: [DONE]", ""] and all(b.startswith("data: ") for b in blocks[:-1])
+    return [json.loads(b.removeprefix("data: ")) for b in blocks[:-2]]

@@ -41,15 +41,6 @@ def test_embeddings_float_and_dimensions(client, server) -> None:
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
 
 
-def test_embeddings_token_ids_as_langchain_sends_them(client, server) -> None:
-    ids = [server.gem.tokenizer(t)["input_ids"] for t in TEXTS[:2]]
-    many = client.embeddings.create(model=MODEL, input=ids)
-    one = client.embeddings.create(model=MODEL, input=ids[0])
-    want = server.gem.encode(TEXTS[:2])
-    np.testing.assert_allclose([d.embedding for d in many.data], want, atol=1e-5)
-    np.testing.assert_allclose(one.data[0].embedding, want[0], atol=1e-5)
-
-
 def test_chat_matches_model_and_streams_the_same(client, server) -> None:
     res = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=12, temperature=0)
     assert res.object == "chat.completion" and res.id.startswith("chatcmpl-")
@@ -113,5 +104,74 @@ def test_models_and_health(client, server) -> None:
     models = client.models.list()
     assert [m.id for m in models.data] == [MODEL] and models.data[0].object == "model"
     assert client.models.retrieve(MODEL).id == MODEL
+    card = models.data[0].model_dump()
+    assert card["generation_defaults"] == server.gem.generation_defaults
+    assert card["embedding_max_tokens"] == server.gem.config.max_length
+    assert card["max_model_len"] == server.gem.context_length
     health = httpx.get(server.url + "/health")  # open without the key
     assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+def test_models_report_the_defaults_a_request_without_sampling_gets(
+    client, server, monkeypatch
+) -> None:
+    """As vLLM: a request that omits temperature / top_p samples with the model's defaults."""
+    seen: list[dict] = []
+    real = server.gem.model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server.gem.model, "generate", spy)
+    config = server.gem.model.generation_config
+    for key, value in dict(do_sample=True, temperature=0.3, top_p=0.85, top_k=7).items():
+        monkeypatch.setattr(config, key, value)
+    card = client.models.retrieve(MODEL).model_dump()["generation_defaults"]
+    assert card == {
+        "temperature": 0.3,
+        "top_p": 0.85,
+        "top_k": 7,
+        "repetition_penalty": 1.0,
+        "source": "generation_config",
+    }
+    client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=3)
+    assert seen[-1]["do_sample"] is True
+    assert (seen[-1]["temperature"], seen[-1]["top_p"], seen[-1]["top_k"]) == (0.3, 0.85, 7)
+    client.completions.create(model=MODEL, prompt="the cat", max_tokens=3, temperature=0)
+    assert seen[-1]["do_sample"] is False  # asked: greedy
+
+
+def test_penalties_reach_the_engine(client, server) -> None:
+    settings = dict(frequency_penalty=1.5, presence_penalty=0.5, repetition_penalty=1.7)
+    res = client.completions.create(
+        model=MODEL, prompt="the cat", max_tokens=12, temperature=0, extra_body=settings
+    )
+    want = server.gem.complete("the cat", max_new_tokens=12, temperature=0, **settings)
+    plain = server.gem.complete("the cat", max_new_tokens=12, temperature=0)
+    assert res.choices[0].text == want.text != plain.text
+    chat = client.chat.completions.create(
+        model=MODEL,
+        messages=CHAT,
+        max_tokens=12,
+        temperature=0,
+        frequency_penalty=2.0,
+        presence_penalty=-0.5,
+        extra_body={"top_k": -1},
+    )
+    want = server.gem.complete(
+        CHAT,
+        chat=True,
+        max_new_tokens=12,
+        temperature=0,
+        frequency_penalty=2.0,
+        presence_penalty=-0.5,
+    )
+    assert chat.choices[0].message.content == want.text
+
+
+def test_response_format_text_is_honoured(client, server) -> None:
+    res = client.chat.completions.create(
+        model=MODEL, messages=CHAT, max_tokens=6, temperature=0, response_format={"type": "text"}
+    )
+    assert res.choices[0].message.content == server.gem.chat(CHAT, max_new_tokens=6)

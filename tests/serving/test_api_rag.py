@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gemlm.rag.ask import RagEngine
+from gemlm.rag.ask import DEFAULT_ANSWER_TOKENS, RagEngine, Source
 from gemlm.rag.indexing import index_paths
 from gemlm.rag.store import RagStore
 from gemlm.serving import create_app, serve_in_thread
+from gemlm.serving.protocol import RagAnswerResponse, RagDeltaEvent, RagSource, RagSourcesEvent
 
 from ..rag.conftest import make_docs
+from .conftest import events, same
 
 Q = "what is the capital of france"
 
@@ -59,6 +62,38 @@ def test_rag_stream_sources_then_deltas_then_answer(rag_server) -> None:
     assert deltas.strip() == want.answer
 
 
+def test_rag_defaults_are_brief_and_report_what_the_answer_cites(rag_server) -> None:
+    url, engine = rag_server
+    want = engine.ask(Q)  # the engine's defaults: short budget, stops, the model's sampling
+    r = httpx.post(f"{url}/v1/rag", json={"question": Q}, timeout=60)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answer"] == want.answer and body["cited"] == want.cited
+    assert body["finish_reason"] == want.finish_reason
+    assert 1 <= body["usage"]["completion_tokens"] <= DEFAULT_ANSWER_TOKENS
+    assert [s["rank"] for s in body["sources"]] == list(range(1, len(body["sources"]) + 1))
+    seeded = {"question": Q, "max_tokens": 6, "temperature": 0.8, "top_p": 0.9, "seed": 4}
+    one, two = (httpx.post(f"{url}/v1/rag", json=seeded, timeout=60).json() for _ in range(2))
+    assert one["answer"] == two["answer"]
+
+
+def test_rag_answer_and_events_are_their_models(rag_server) -> None:
+    url, _ = rag_server
+    r = httpx.post(f"{url}/v1/rag", json={"question": Q, "max_tokens": 6}, timeout=60)
+    same(RagAnswerResponse, r.json())
+    body = {"question": Q, "max_tokens": 6, "stream": True}
+    first, *deltas, last = events(httpx.post(f"{url}/v1/rag", json=body, timeout=60))
+    same(RagSourcesEvent, first)
+    for delta in deltas:
+        same(RagDeltaEvent, delta)
+    same(RagAnswerResponse, last)
+    assert first["id"] == last["id"] and first["sources"] == last["sources"]
+
+
+def test_rag_source_model_has_the_engines_fields() -> None:
+    assert list(RagSource.model_fields) == [f.name for f in fields(Source)]
+
+
 @pytest.mark.parametrize(
     "body, status, code",
     [
@@ -67,6 +102,8 @@ def test_rag_stream_sources_then_deltas_then_answer(rag_server) -> None:
         ({"question": Q, "top_k": 0}, 400, None),
         ({"question": "word " * 400}, 400, "QuestionTooLong"),
         ({"question": Q, "model": "other"}, 404, "model_not_found"),
+        ({"question": Q, "top_p": 0}, 400, "invalid_value"),
+        ({"question": Q, "max_tokens": 10**6}, 400, None),
     ],
 )
 def test_rag_bad_requests(rag_server, body, status, code) -> None:

@@ -136,3 +136,148 @@ def test_still_alive_after_all_that(server) -> None:
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
     r = post(server, EMB, {"input": "still here"})
     assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 32
+
+
+def test_non_text_content_names_the_part(server) -> None:
+    parts = [{"type": "text", "text": "look"}, {"type": "image_url"}]
+    r = post(server, CHAT, {"messages": [MSG[0], {"role": "user", "content": parts}]})
+    assert_error(r, 400, "unsupported_content")
+    assert r.json()["error"]["param"] == "messages[1].content[1]"
+    assert r.json()["error"]["message"].startswith("messages[1].content[1]: content part type")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param", "message"),
+    [
+        (
+            EMB,
+            {"input": [-1, 5]},
+            "input",
+            "input: token ids must be non-negative integers; position 0 holds -1",
+        ),
+        (
+            EMB,
+            {"input": [[1, 2], [3, 4], [5, 6], [7, -8]]},
+            "input[3]",
+            "input[3]: token ids must be non-negative integers; position 1 holds -8",
+        ),
+        (
+            EMB,
+            {"input": [[1, 2], [3, True]]},
+            "input[1]",
+            "input[1]: token ids must be non-negative integers; position 1 holds true",
+        ),
+        (
+            EMB,
+            {"input": ["a", 1]},
+            "input[1]",
+            "input[1]: expected a string like input[0]; got an integer",
+        ),
+        (
+            EMB,
+            {"input": [[1], "a"]},
+            "input[1]",
+            "input[1]: expected a list of token ids like input[0]; got a string",
+        ),
+        (
+            EMB,
+            {"input": 5},
+            "input",
+            "input: must be a string, a list of strings, a list of token ids, or a list of "
+            "token-id lists; got an integer",
+        ),
+        (EMB, {}, "input", "input is required"),
+        (
+            COMP,
+            {"prompt": [{"a": 1}]},
+            "prompt[0]",
+            "prompt[0]: expected a string or a list of token ids; got an object",
+        ),
+        (
+            COMP,
+            {"prompt": "x", "stop": 3},
+            "stop",
+            "stop: must be a string or a list of strings; got an integer",
+        ),
+        (
+            COMP,
+            {"prompt": "x", "stop": ["a", 2]},
+            "stop[1]",
+            "stop[1]: expected a string; got an integer",
+        ),
+        (
+            CHAT,
+            {"messages": [{"content": "no role"}]},
+            "messages[0].role",
+            "messages[0].role is required",
+        ),
+        (
+            CHAT,
+            {"messages": [MSG[0], {"role": "bot", "content": "x"}]},
+            "messages[1].role",
+            "messages[1].role: 'bot' is not a chat role; use system, developer, user or assistant",
+        ),
+        (
+            CHAT,
+            {"messages": [{"role": "tool", "content": "42"}]},
+            "messages[0].role",
+            "messages[0].role: 'tool' messages answer tool calls, which this server never makes",
+        ),
+        (
+            CHAT,
+            {"messages": [{"role": "user", "content": 5}]},
+            "messages[0].content",
+            "messages[0].content: must be a string or a list of content parts; got an integer",
+        ),
+        (
+            CHAT,
+            {"messages": MSG, "response_format": {"type": "json_object"}},
+            "response_format.type",
+            "response_format.type: 'json_object' is not supported: this server generates plain "
+            'text; send {"type": "text"} or leave response_format out',
+        ),
+        (
+            CHAT,
+            {"messages": MSG, "temperature": "hot"},
+            "temperature",
+            'temperature: Input should be a valid number (got "hot")',
+        ),
+        (
+            CHAT,
+            {"messages": MSG, "frequency_penalty": 2.5},
+            "frequency_penalty",
+            "frequency_penalty: Input should be less than or equal to 2 (got 2.5)",
+        ),
+        (
+            COMP,
+            {"prompt": "x", "presence_penalty": -3},
+            "presence_penalty",
+            "presence_penalty: Input should be greater than or equal to -2 (got -3)",
+        ),
+        (
+            COMP,
+            {"prompt": "x", "repetition_penalty": 0},
+            "repetition_penalty",
+            "repetition_penalty: Input should be greater than 0 (got 0)",
+        ),
+        (
+            COMP,
+            {"prompt": "x", "top_k": -2},
+            "top_k",
+            "top_k: Input should be greater than or equal to -1 (got -2)",
+        ),
+        (
+            EMB,
+            {"input": "x", "truncate": "yes"},
+            "truncate",
+            'truncate: Input should be a valid boolean (got "yes")',
+        ),
+    ],
+)
+def test_validation_errors_name_the_field_and_index_in_plain_words(
+    server, path, body, param, message
+) -> None:
+    r = post(server, path, body)
+    assert_error(r, 400, "invalid_value")
+    err = r.json()["error"]
+    assert (err["param"], err["message"]) == (param, message)

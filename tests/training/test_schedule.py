@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import get_scheduler
 
+from gemlm.training import args as args_mod
 from gemlm.training import run
 from gemlm.training.config import GEMTrainingConfig
 
 
 def lrs(cfg: GEMTrainingConfig, steps: int) -> list[float]:
     """The learning-rate factor at every step of a stage of ``steps`` as the Trainer builds it."""
-    args = run._training_args(cfg, run.Path("/tmp/unused"), steps, 1.0, 2)
+    args = args_mod.training_args(cfg, Path("/tmp/unused"), steps, 1.0, 2)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = get_scheduler(
         args.lr_scheduler_type,
@@ -49,9 +52,9 @@ def test_a_short_branch_follows_the_long_run_until_its_own_decay() -> None:
 
 def test_warmup_steps_overrides_the_ratio_and_other_schedulers_get_no_kwargs() -> None:
     cfg = GEMTrainingConfig(warmup_ratio=0.5, warmup_steps=3)
-    args = run._training_args(cfg, run.Path("/tmp/unused"), 100, 1.0, 2)
+    args = args_mod.training_args(cfg, Path("/tmp/unused"), 100, 1.0, 2)
     assert args.warmup_steps == 3 and args.lr_scheduler_kwargs == {}
-    args = run._training_args(GEMTrainingConfig(warmup_ratio=0.5), run.Path("/x"), 100, 1.0, 2)
+    args = args_mod.training_args(GEMTrainingConfig(warmup_ratio=0.5), Path("/x"), 100, 1.0, 2)
     assert args.warmup_steps == 50
 
 
@@ -98,13 +101,13 @@ class _Docs:
 
 
 def test_bf16_on_a_cpu_without_native_bf16_is_named(monkeypatch, caplog) -> None:
-    monkeypatch.setattr(run, "default_dtype", lambda: torch.float32)  # an AVX2-only host
-    with caplog.at_level("WARNING", logger=run.logger.name):
-        run._check_bf16(GEMTrainingConfig(bf16=False))
+    monkeypatch.setattr(args_mod, "default_dtype", lambda: torch.float32)  # an AVX2-only host
+    with caplog.at_level("WARNING", logger=args_mod.logger.name):
+        args_mod.check_bf16(GEMTrainingConfig(bf16=False))
         assert not caplog.records
-        run._check_bf16(GEMTrainingConfig(bf16=True))
+        args_mod.check_bf16(GEMTrainingConfig(bf16=True))
     assert "no native bf16" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(run, "default_dtype", lambda: torch.bfloat16)
-    run._check_bf16(GEMTrainingConfig(bf16=True))
+    monkeypatch.setattr(args_mod, "default_dtype", lambda: torch.bfloat16)
+    args_mod.check_bf16(GEMTrainingConfig(bf16=True))
     assert not caplog.records
