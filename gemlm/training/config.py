@@ -132,7 +132,12 @@ class GEMTrainingConfig:
     )
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.")
-    bf16: bool = _f(True, "bf16 autocast (CPU AMX/AVX512-BF16); weights stay fp32.")
+    bf16: bool | str = _f(
+        "auto",
+        "bf16 autocast (weights stay fp32): true, false, or auto = where the hardware computes "
+        "bf16 natively (CUDA, or a CPU with AVX512-BF16/AMX; elsewhere it is emulated, several "
+        "times slower than fp32).",
+    )
     gradient_checkpointing: bool = _f(False, "Recompute activations to save memory.")
     save_steps: int = _f(50, "Checkpoint every N optimizer steps.")
     save_total_limit: int = _f(2, "Checkpoints kept per stage.")
@@ -175,6 +180,7 @@ class GEMTrainingConfig:
             "lora_r": self.lora_r >= 1,
             "eval_rows": self.eval_rows >= 1,
             "save_steps": self.save_steps >= 1,
+            "bf16": self.bf16 in (True, False, "auto"),
             "warmup_steps": self.warmup_steps is None or self.warmup_steps >= 0,
             "decay_ratio": 0 < self.decay_ratio <= 1,
             "pair_pool_steps": self.pair_pool_steps is None

@@ -24,7 +24,7 @@ from ..adapter import ADAPTER_DIR, SpecialGate
 from ..corpus import load_documents, load_texts, train_eval_split
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
-from .args import check_bf16, training_args
+from .args import check_bf16, training_args, uses_bf16
 from .collator import ContrastiveCollator, GEMCollator
 from .config import GEMTrainingConfig
 from .data import tokenize_and_chunk, tokenize_texts
@@ -278,7 +278,7 @@ def _trainable_lm(cfg: GEMTrainingConfig, gem: GEMModel) -> Any:
             SpecialGate(lm, gem.special_ids)
             gem.config.adapter_scope = cfg.adapter_scope
             gem.config.base_model = cfg.model
-    if cfg.frozen_text and cfg.bf16:  # bit-identical under autocast, no per-step weight cast
+    if cfg.frozen_text and uses_bf16(cfg):  # bit-identical under autocast, no per-step weight cast
         logger.info("frozen base Linear weights stored in bf16: %d", bf16_frozen_linears(lm))
     if cfg.gradient_checkpointing and cfg.frozen_text:
         logger.warning(
@@ -295,7 +295,7 @@ def _stages(
 ) -> list[Stage]:
     """Stage 1, mixed NTP (GEM rows among plain text), then stage 2, contrastive (InfoNCE)."""
     tok = gem.tokenizer
-    mask_dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+    mask_dtype = torch.bfloat16 if uses_bf16(cfg) else torch.float32
 
     def ntp() -> tuple[Any, Any, GEMTrainingModule]:
         chunks = tokenize_and_chunk(train_texts, tok, cfg.ntp_seq_len)

@@ -111,3 +111,13 @@ def test_bf16_on_a_cpu_without_native_bf16_is_named(monkeypatch, caplog) -> None
     monkeypatch.setattr(args_mod, "default_dtype", lambda: torch.bfloat16)
     args_mod.check_bf16(GEMTrainingConfig(bf16=True))
     assert not caplog.records
+
+
+@pytest.mark.parametrize(("native", "want"), [(torch.float32, False), (torch.bfloat16, True)])
+def test_bf16_auto_follows_the_hardware(monkeypatch, native, want) -> None:
+    monkeypatch.setattr(args_mod, "default_dtype", lambda: native)
+    assert args_mod.uses_bf16(GEMTrainingConfig()) is want  # auto is the default
+    assert args_mod.uses_bf16(GEMTrainingConfig(bf16=True)) is True
+    assert args_mod.uses_bf16(GEMTrainingConfig(bf16=False)) is False
+    with pytest.raises(ValueError, match="bf16"):
+        GEMTrainingConfig(bf16="yes")
