@@ -179,3 +179,17 @@ def test_fail_prints_one_escaped_line_and_exits_2(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out == "error: bad value [default: x]\n"
     assert fail("locked", code=1, stderr=True).exit_code == 1
     assert capsys.readouterr().err == "error: locked\n"
+
+
+def test_demo_says_when_its_gem_token_is_untrained(tiny_llama_dir, tmp_path) -> None:
+    from gemlm.model import GEMModel
+
+    r = run("demo", "--model", tiny_llama_dir, "--dtype", "float32")
+    assert r.exit_code == 0, r.output
+    assert "cosine similarity" in r.output and "untrained" in " ".join(r.output.split())
+    saved = GEMModel.from_pretrained(tiny_llama_dir, dtype="float32").save_pretrained(
+        tmp_path / "m"
+    )
+    r = run("demo", "--model", saved, "--dtype", "float32")  # a gemlm folder: no such note
+    assert r.exit_code == 0, r.output
+    assert "untrained" not in r.output

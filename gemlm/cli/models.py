@@ -31,6 +31,13 @@ RepetitionPenaltyOpt = Annotated[
     typer.Option(help="> 1 discourages repeating tokens. Default: the model's, else 1 (off)."),
 ]
 
+UNTRAINED_NOTE = (
+    "[yellow]This is a base model: its GEM token was just added and is untrained, so these "
+    "similarities mean little yet. `make demo` trains one next; `gemlm train --config "
+    "recipes/smollm2-135m-cpu-v3.yaml` is the full CPU recipe, and `gemlm demo --model "
+    "runs/<run>/model` shows a trained one.[/yellow]"
+)
+
 
 def info(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
     """Show what a model is: architecture, size, GEM tokens, embedding dimension, and the
@@ -132,10 +139,14 @@ def chat_cmd(
 
 def demo(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
     """One model, both jobs: embed a few sentences, then answer a question."""
+    from ..sources import is_gemlm_folder, resolve
+
     m = load(model, dtype)
     console.rule(f"[bold]{model}[/bold]: {m.info()['parameters']:,} parameters, {m.dtype}")
     emb = m.encode(DEMO_SENTENCES)
     print_similarity(DEMO_SENTENCES, m.similarity(emb, emb).tolist())
+    if not is_gemlm_folder(resolve(model)):  # a base model: its GEM token was just added
+        console.print(UNTRAINED_NOTE)
     question = "What is the capital of France? Answer in one sentence."
     console.print(f"[bold cyan]question:[/bold cyan] {question}")
     console.print(f"[bold green]answer:[/bold green] {m.chat(question, max_new_tokens=48)}")
