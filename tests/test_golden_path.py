@@ -20,6 +20,7 @@ tests run) and are shared by the tests.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -329,6 +330,36 @@ def test_gemlm_info_shows_every_kind(folders, kind) -> None:
     r = runner.invoke(app, ["info", "--model", str(folders[kind]), "--dtype", "float32"])
     assert r.exit_code == 0, r.output
     assert "LlamaForCausalLM" in r.output and EXPECTED_SCOPE[kind] in r.output
+
+
+def test_gemlm_embed_cli_equals_encode(folders, gems, kind, tmp_path) -> None:
+    out = tmp_path / "e.npy"
+    args = ["embed", *TEXTS[:2], "--out", str(out), "--model", str(folders[kind])]
+    r = runner.invoke(app, [*args, "--dtype", "float32"])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_allclose(np.load(out), gems[kind].encode(TEXTS[:2]), atol=1e-5)
+
+
+def test_gemlm_rag_cli_index_list_ask_delete(folders, note, kind, tmp_path) -> None:
+    """The RAG commands on their own store (the servers hold theirs open)."""
+    store = ["--qdrant-path", str(tmp_path / "q")]
+    r = runner.invoke(app, ["rag", "index", str(note), "-c", "kb", "-m", str(folders[kind]),
+                            "--dtype", "float32", *store])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["rag", "list", "-c", "kb", "--json", *store])
+    assert r.exit_code == 0, r.output
+    assert note.name in r.output
+    ask = ["rag", "ask", "what is the capital of france?", "-c", "kb", "--json", *store]
+    r = runner.invoke(
+        app, [*ask, "--max-new-tokens", "6", "--temperature", "0", "--dtype", "float32"]
+    )
+    assert r.exit_code == 0, r.output
+    answer = json.loads(r.output[r.output.index("{") :])  # after any stderr line
+    assert answer["sources"] and Path(answer["sources"][0]["source"]).name == note.name
+    r = runner.invoke(app, ["rag", "delete", "-c", "kb", "--yes", *store])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["rag", "list", "--json", *store])
+    assert "kb" not in r.output
 
 
 def test_no_deprecation_warnings_from_gemlm_calls(folders, kind) -> None:
