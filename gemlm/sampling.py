@@ -15,10 +15,10 @@ SAMPLING_FIELDS = ("do_sample", "temperature", "top_p", "top_k", "repetition_pen
 
 # gemlm's defaults for the built-in models, whose GGUF-converted folders state none.
 # SmolLM2-135M-Instruct (the Q4_1 GGUF): greedy. Its card advises temperature 0.2, top-p 0.9, but
-# on this GGUF the first token of "What is the capital of France?" is near a tie ("The" 0.15,
-# "L" 0.14, "La" 0.10), so 4 of 10 seeded replies start "L'Étoile, ..." and run on in French;
-# greedy is as right on short facts (80% vs 78%, benchmarks/results/chat_defaults.md) and never
-# does that. Gemma 3: the upstream generation_config.json (top-k 64, top-p 0.95, temperature 1).
+# on this GGUF 4 of 10 seeded replies to "What is the capital of France?" start "L'Étoile, ..."
+# and run on in French; greedy is as right on short facts (80% vs 78%,
+# benchmarks/results/chat_defaults.md) and never does that. Gemma 3: the upstream
+# generation_config.json (top-k 64, top-p 0.95, temperature 1).
 SMOLLM2_DEFAULTS = {"do_sample": False}
 ALIAS_DEFAULTS: dict[str, dict[str, Any]] = {
     "smollm2-135m-instruct": SMOLLM2_DEFAULTS,
