@@ -116,22 +116,27 @@ class EmbeddingEngine:
 
     # ------------------------------------------------------------------ model input
     def inputs(self, items: list[Input], prompt: str = "") -> tuple[list[list[int]], int]:
-        """Model input of each item, and how many were cut to ``config.max_length``.
+        """Model input of each item, and how many were cut to ``config.max_length``."""
+        seqs, lengths = self.measured_inputs(items, prompt)
+        return seqs, sum(n > self.config.max_length for n in lengths)
+
+    def measured_inputs(
+        self, items: list[Input], prompt: str = ""
+    ) -> tuple[list[list[int]], list[int]]:
+        """Model input of each item, and the tokens each needs before any cut (text + tail).
 
         A text becomes ``prompt + text`` tokenized with the tokenizer's own special tokens; a
-        list of token ids (what LangChain's ``OpenAIEmbeddings`` sends) is taken as is. Both get
-        the tail appended; a text that is too long loses its end, never the tail.
+        list of token ids is taken as is. Both get the tail appended; a text longer than
+        ``config.max_length`` allows loses its end, never the tail.
         """
         texts = [prompt + x for x in items if isinstance(x, str)]
         encoded = iter(self.tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else [])
-        tail, seqs, cut = self.tail, [], 0
+        tail, seqs, lengths = self.tail, [], []
         for x in items:
-            ids, over = append_specials(
-                next(encoded) if isinstance(x, str) else list(x), tail, self.config.max_length
-            )
-            seqs.append(ids)
-            cut += over
-        return seqs, cut
+            text = next(encoded) if isinstance(x, str) else list(x)
+            seqs.append(append_specials(text, tail, self.config.max_length)[0])
+            lengths.append(len(text) + len(tail))
+        return seqs, lengths
 
     def embed_texts(
         self,

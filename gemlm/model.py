@@ -149,12 +149,14 @@ class GEMModel:
         """Tokens each input takes in the embedding window before any cut: ``role``'s prompt +
         text (tokenized as :meth:`tokenize_for_embedding` does) or the token ids as given, plus
         the readout tail. Over ``config.max_length``, an input loses the end of its text."""
-        items = list(inputs)
-        prompt, tail = self.prompt(role), len(self.embedder.tail)
-        texts = [prompt + x for x in items if isinstance(x, str)]
-        encoded = self.tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
-        counts = iter(len(ids) for ids in encoded)
-        return [(next(counts) if isinstance(x, str) else len(x)) + tail for x in items]
+        return self.embedding_inputs(inputs, role)[1]
+
+    def embedding_inputs(
+        self, inputs: list[str] | list[str | list[int]], role: str | None = None
+    ) -> tuple[list[list[int]], list[int]]:
+        """:meth:`tokenize_for_embedding`'s ids and :meth:`embedding_lengths` from one
+        tokenization (the server refuses over-window inputs and embeds the rest)."""
+        return self.embedder.measured_inputs(list(inputs), self.prompt(role))
 
     def embed_ids(self, batch: list[list[int]], **options: Any) -> torch.Tensor:
         """Model inputs from :meth:`tokenize_for_embedding` -> (N, D) float32 embeddings.

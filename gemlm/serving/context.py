@@ -124,21 +124,20 @@ class ServingContext:
         taken as is. Both run packed: a micro-batch holds texts in arrival order, and padded
         batches of them would be ~40% padding (``benchmarks/serve_padding.py``).
         """
-        lengths = self.gem.embedding_lengths([it.input for it in items])
+        ids, lengths = self.gem.embedding_inputs([it.input for it in items])  # one tokenization
         out: list[Embedded | None] = [
             self._refusal(it, n) for it, n in zip(items, lengths, strict=True)
         ]
         kept = [i for i, r in enumerate(out) if r is None]
         if kept:
-            ids, _ = self.gem.tokenize_for_embedding([items[i].input for i in kept])
             vecs = self.gem.embed_ids(
-                ids,
+                [ids[i] for i in kept],
                 packed=True,
                 row_tokens=self.batching.row_tokens,
                 max_tokens=self.batching.max_tokens,
             ).numpy()
             for row, i in enumerate(kept):
-                out[i] = Embedded(vecs[row], len(ids[row]))
+                out[i] = Embedded(vecs[row], len(ids[i]))
         return out  # type: ignore[return-value]  # every slot is filled above
 
     def _refusal(self, item: EmbedItem, length: int) -> Embedded | None:
