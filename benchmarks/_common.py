@@ -35,6 +35,8 @@ from gemlm.paths import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+# the report suite's embedding tasks, in the order result tables show them
+REPORT_TASKS = ("STSBenchmark", "Banking77", "Emotion", "SciFact", "SQuADRetrieval")
 STSB_TEST = "stsbenchmark/stsb-en-test.csv"
 SQUAD_DEV = "squad_v1.1/dev-v1.1.json"
 WIKI = "wikipedia_en_wikiextractor"
@@ -310,3 +312,11 @@ def memory_mb(pid: int | str = "self") -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) / 1024
     return {"rss_mb": out["VmRSS"], "peak_rss_mb": out["VmHWM"]}
+
+
+def stage_runtime(log: str | os.PathLike[str]) -> tuple[float, int]:
+    """(seconds, optimizer steps) of one finished training stage: the Trainer's
+    ``train_runtime`` in its ``log_history.json`` (no evaluation counted)."""
+    rows = json.loads(Path(log).read_text())
+    end = next(r for r in rows if "train_runtime" in r)
+    return float(end["train_runtime"]), int(end["step"])

@@ -22,12 +22,19 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmarks._common import RESULTS, command_line, md_table, write_result
+from benchmarks._common import (
+    REPORT_TASKS as TASKS,
+)
+from benchmarks._common import (
+    RESULTS,
+    command_line,
+    md_table,
+    stage_runtime,
+    write_result,
+)
 from gemlm.evaluation.run import evaluate
 from gemlm.training.config import GEMTrainingConfig
 from gemlm.training.run import train
-
-TASKS = ("STSBenchmark", "Banking77", "Emotion", "SciFact", "SQuADRetrieval")
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -66,11 +73,7 @@ def arm_overrides(
 
 def stage_seconds(run: Path) -> float:
     """Training time of a run's stages (the Trainer's ``train_runtime``, no evaluation)."""
-    total = 0.0
-    for log in run.glob("stage*/log_history.json"):
-        rows = json.loads(log.read_text())
-        total += next(r["train_runtime"] for r in rows if "train_runtime" in r)
-    return round(total, 1)
+    return round(sum(stage_runtime(log)[0] for log in run.glob("stage*/log_history.json")), 1)
 
 
 def main() -> None:

@@ -31,9 +31,9 @@ from gemlm.evaluation.run import evaluate
 from gemlm.training.config import GEMTrainingConfig
 from gemlm.training.run import train
 
-from ._common import command_line, md_table, write_result
+from ._common import REPORT_TASKS as TASKS
+from ._common import command_line, md_table, stage_runtime, write_result
 
-TASKS = ("STSBenchmark", "Banking77", "Emotion", "SciFact", "SQuADRetrieval")
 CONTRASTIVE = "stage2-contrastive"
 
 
@@ -44,13 +44,6 @@ def decay_start(steps: int, decay_ratio: float) -> int:
     (117, 351, 1170)
     """
     return steps - max(1, round(decay_ratio * steps))
-
-
-def runtime(log: Path) -> tuple[float, int]:
-    """(train_runtime seconds, global steps) of one finished stage."""
-    rows = json.loads(log.read_text())
-    end = next(r for r in rows if "train_runtime" in r)
-    return float(end["train_runtime"]), int(end["step"])
 
 
 def branch(main: Path, folder: Path, start: int) -> None:
@@ -81,8 +74,8 @@ def main() -> None:
     main_dir = Path(cfg.output_dir)
 
     train(cfg, resume=True)  # the long run (skipped stage by stage when finished)
-    ntp_s, _ = runtime(main_dir / "stage1-ntp" / "log_history.json")
-    main_s, main_steps = runtime(main_dir / CONTRASTIVE / "log_history.json")
+    ntp_s, _ = stage_runtime(main_dir / "stage1-ntp" / "log_history.json")
+    main_s, main_steps = stage_runtime(main_dir / CONTRASTIVE / "log_history.json")
     per_step = main_s / main_steps
 
     rows: dict[str, dict] = {}
@@ -95,7 +88,7 @@ def main() -> None:
             over = [f"output_dir={folder}", f"contrastive_steps={point}"]
             over.append(f"pair_pool_steps={longest}")
             train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
-            decay_s, _ = runtime(folder / CONTRASTIVE / "log_history.json")
+            decay_s, _ = stage_runtime(folder / CONTRASTIVE / "log_history.json")
             seconds = ntp_s + per_step * starts[point] + decay_s
         label = f"x{point / 130:g}"
         report = folder / "report.json"

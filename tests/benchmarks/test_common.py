@@ -256,3 +256,9 @@ def test_the_parity_child_imports_nothing_an_older_tree_lacks() -> None:
     """engine_parity runs _parity_child.py against a baseline worktree: gemlm, numpy, stdlib."""
     outside = {m.split(".")[0] for m in imports_of(BENCHMARKS / "_parity_child.py")}
     assert outside - set(sys.stdlib_module_names) == {"gemlm", "numpy"}
+
+
+def test_stage_runtime_reads_the_trainers_end_row(tmp_path: Path) -> None:
+    log = tmp_path / "log_history.json"
+    log.write_text(json.dumps([{"loss": 1.0, "step": 5}, {"train_runtime": 12.5, "step": 10}]))
+    assert _common.stage_runtime(log) == (12.5, 10)
