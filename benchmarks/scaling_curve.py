@@ -6,16 +6,20 @@ part is checkpointed at the decay start of every point. A shorter point P resume
 run's checkpoint at ``P - decay_ratio * P`` (weights, optimizer and scheduler state) with its own
 decay to 0, drawing from the long run's pair pool (``pair_pool_steps``): every point is the honest
 end of a run of P steps, and the shorter ones cost only their decay. Each point is scored on the
-``report`` suite's embedding tasks (generation is the base model's by construction).
+``report`` suite's embedding tasks (generation is the base model's by construction), with its
+adapter cast to bf16 as ``tools/ship_model.py`` ships it.
 
 Wall time per point = the mixed-NTP stage + the long run's contrastive time per step x the decay
 start + the point's own decay (the Trainer's ``train_runtime`` of each piece; no evaluation).
 
 Resumable: the long run continues from its checkpoints, a point whose model exists is not
-retrained, one whose report exists is not re-scored.
+retrained, one whose report exists is not re-scored. ``--branches-only`` scores the shorter
+points from the checkpoints the long run has already saved, without running it on (a long run
+stopped for the CPU, to be continued later); a point's wall time then takes the per-step time of
+its own decay. Each run adds its points to the JSON's (same label: replaced).
 
     python -m benchmarks.scaling_curve [--config recipes/smollm2-135m-cpu-scale.yaml]
-        [--points 130 390 1300] [--out benchmarks/results/scaling_curve.json]
+        [--points 130 390 1300] [--branches-only] [--out benchmarks/results/scaling_curve.json]
 
 Writes ``<output_dir>/point-<P>/`` and ``benchmarks/results/scaling_curve.{json,md,png}``.
 """
@@ -27,14 +31,18 @@ import json
 import shutil
 from pathlib import Path
 
+from gemlm.adapter import ADAPTER_DIR
 from gemlm.evaluation.run import evaluate
 from gemlm.training.config import GEMTrainingConfig
 from gemlm.training.run import train
+from tools.ship_model import bf16_copy
 
 from ._common import REPORT_TASKS as TASKS
 from ._common import command_line, md_table, stage_runtime, write_result
 
 CONTRASTIVE = "stage2-contrastive"
+NTP = "stage1-ntp"
+V3_STEPS = 130  # recipe v3: 130 steps of 64 pairs = the x1 point
 
 
 def decay_start(steps: int, decay_ratio: float) -> int:
@@ -47,14 +55,22 @@ def decay_start(steps: int, decay_ratio: float) -> int:
 
 
 def branch(main: Path, folder: Path, start: int) -> None:
-    """A point's folder: the long run's NTP stage and its checkpoint at ``start``."""
+    """A point's folder: the long run's NTP stage (if it has one) and its checkpoint at
+    ``start``."""
     if (folder / CONTRASTIVE).exists():
         return
     ckpt = main / CONTRASTIVE / f"checkpoint-{start}"
     if not (ckpt / "trainer_state.json").exists():
         raise SystemExit(f"{ckpt} is missing: the long run must save at every decay start")
-    shutil.copytree(main / "stage1-ntp", folder / "stage1-ntp")
+    if (main / NTP).exists():
+        shutil.copytree(main / NTP, folder / NTP)
     shutil.copytree(ckpt, folder / CONTRASTIVE / ckpt.name)
+
+
+def runtime(folder: Path, stage: str) -> tuple[float, int] | None:
+    """(seconds, steps) of a finished stage of a run folder; None when it has not finished."""
+    log = folder / stage / "log_history.json"
+    return stage_runtime(log) if log.exists() else None
 
 
 def main() -> None:
@@ -62,39 +78,48 @@ def main() -> None:
     ap.add_argument("--config", default="recipes/smollm2-135m-cpu-scale.yaml")
     ap.add_argument("--points", type=int, nargs="+", default=[130, 390, 1300])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling_curve.json"))
+    ap.add_argument(
+        "--branches-only",
+        action="store_true",
+        help="score the shorter points from the long run's saved checkpoints; do not run it on",
+    )
     args = ap.parse_args()
     command = command_line()
     cfg = GEMTrainingConfig.from_yaml(args.config)
-    longest = max(args.points)
-    if cfg.contrastive_steps != longest or cfg.lr_scheduler != "warmup_stable_decay":
-        raise SystemExit(f"{args.config}: needs warmup_stable_decay and {longest} steps")
+    longest = cfg.contrastive_steps  # the long run's length; the last point when asked for
+    if max(args.points) > longest or cfg.lr_scheduler != "warmup_stable_decay":
+        need = max(args.points)
+        raise SystemExit(f"{args.config}: needs warmup_stable_decay and >= {need} steps")
     starts = {p: decay_start(p, cfg.decay_ratio) for p in args.points if p < longest}
     if any(s % cfg.save_steps for s in starts.values()):
         raise SystemExit(f"save_steps={cfg.save_steps} must divide every decay start {starts}")
     main_dir = Path(cfg.output_dir)
 
-    train(cfg, resume=True)  # the long run (skipped stage by stage when finished)
-    ntp_s, _ = stage_runtime(main_dir / "stage1-ntp" / "log_history.json")
-    main_s, main_steps = stage_runtime(main_dir / CONTRASTIVE / "log_history.json")
-    per_step = main_s / main_steps
+    if not args.branches_only:
+        train(cfg, resume=True)  # the long run (skipped stage by stage when finished)
+    ntp_s = (runtime(main_dir, NTP) or (0.0, 0))[0]  # a recipe may have no NTP stage
+    main_run = runtime(main_dir, CONTRASTIVE)
+    if longest in args.points and main_run is None:
+        raise SystemExit(f"the long run ({longest} steps) has not finished: drop that point")
 
-    rows: dict[str, dict] = {}
+    rows = previous_rows(args.out)
     for point in sorted(args.points):
         folder = main_dir if point == longest else main_dir / f"point-{point}"
         if point == longest:
-            seconds = ntp_s + main_s
+            seconds = ntp_s + main_run[0]
         else:
             branch(main_dir, folder, starts[point])
             over = [f"output_dir={folder}", f"contrastive_steps={point}"]
             over.append(f"pair_pool_steps={longest}")
             train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
             decay_s, _ = stage_runtime(folder / CONTRASTIVE / "log_history.json")
+            per_step = main_run[0] / main_run[1] if main_run else decay_s / (point - starts[point])
             seconds = ntp_s + per_step * starts[point] + decay_s
-        label = f"x{point / 130:g}"
+        label = f"x{point / V3_STEPS:g}"
         report = folder / "report.json"
         if not report.exists():
             evaluate(
-                [f"{label}=gem:{folder / 'model'}"],
+                [f"{label}=gem:{bf16_model(folder / 'model')}"],
                 "report",
                 report.with_suffix(".md"),
                 generation=False,
@@ -107,11 +132,32 @@ def main() -> None:
             "steps": point,
             "pairs": point * cfg.contrastive_batch_size * cfg.gradient_accumulation_steps,
             "train_minutes": round(seconds / 60, 1),
-            "model": str(folder / "model"),
+            "model": str(folder / "model-bf16"),
             **row,
         }
+        rows = dict(sorted(rows.items(), key=lambda kv: kv[1]["steps"]))
         print(label, rows[label], flush=True)
         write(args.out, args.config, command, rows)
+
+
+def bf16_model(model: Path) -> Path:
+    """``model`` with its adapter's floating tensors cast to bf16, as ``tools/ship_model.py``
+    ships it (beside it, ``<model>-bf16``): each point is scored as it would ship, so the shipped
+    point's report is its model card's."""
+    out = model.with_name(model.name + "-bf16")
+    if not out.exists():
+        tmp = model.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(model, tmp)
+        for file in (model / ADAPTER_DIR).glob("*.safetensors"):
+            bf16_copy(file, tmp / ADAPTER_DIR / file.name)  # over the copy, from the original
+        tmp.rename(out)
+    return out
+
+
+def previous_rows(out: Path) -> dict[str, dict]:
+    """The points an earlier run wrote to ``out`` (none when it does not exist)."""
+    return json.loads(out.read_text())["points"] if out.exists() else {}
 
 
 def write(out: Path, config: str, command: str, rows: dict[str, dict]) -> None:

@@ -86,8 +86,13 @@ def card(
     command: str,
     train_minutes: float,
     note: str = "",
+    eval_dtype: str | None = None,
 ) -> str:
-    """The model card: YAML front matter (machine-read by the tests) + what it is and is not."""
+    """The model card: YAML front matter (machine-read by the tests) + what it is and is not.
+
+    ``eval_dtype`` is the dtype the scores were computed in (the report's ``meta.dtype``): a
+    re-score must use it to reproduce them (bf16 and fp32 matmuls differ in the last digits).
+    """
     mean = round(sum(scores.values()) / max(1, len(scores)), 2)
     meta = {
         "name": name,
@@ -99,6 +104,7 @@ def card(
         "train_minutes": train_minutes,
         "matryoshka_dims": recipe.get("matryoshka_dims", []),
         "report_suite": {**scores, "mean": mean} if scores else "not scored yet",
+        "eval_dtype": eval_dtype,
     }
     rows = "\n".join(f"| {t} | {v:.2f} |" for t, v in {**scores, "mean": mean}.items())
     if not scores:
@@ -129,11 +135,12 @@ special_only`), so every text token, and therefore generation, is the base model
 it does not change what the model says. It is a 135M model's embedder, below dedicated encoders
 such as all-MiniLM-L6-v2 on most tasks (benchmarks/results/).
 
-## Report suite (gemlm eval --suite report, embedding tasks, these bf16 files)
+## Report suite (`gemlm eval --suite report`, embedding tasks, these bf16 files, in {eval_dtype})
 
 | task | score |
 |---|---:|
 {rows}
+
 {note}
 Files: `adapter/` (peft LoRA + the GEM token rows, bf16 safetensors), `gemlm_config.json`
 (prompts: query/document `{config.prompts.get("document", "")}`... `{config.readout_suffix}`),
@@ -161,14 +168,22 @@ def main() -> None:
     ap.add_argument("--note", default="", help="extra Markdown for the card")
     args = ap.parse_args()
     scores: dict[str, float] = {}
+    eval_dtype = None
     if args.report:
-        results = json.loads(args.report.read_text())["results"]
+        report = json.loads(args.report.read_text())
+        results, eval_dtype = report["results"], report["meta"]["dtype"]
         label = args.label or next(iter(results))
         scores = {t: round(results[label][t]["main"], 2) for t in TASKS if t in results[label]}
-    recipe = yaml.safe_load(Path(args.recipe).read_text())
+    # the run's own settings (the recipe + the command's overrides), else the recipe file's
+    run_config = args.model.parent / "config.json"
+    recipe = (
+        json.loads(run_config.read_text())
+        if run_config.is_file()
+        else yaml.safe_load(Path(args.recipe).read_text())
+    )
     text = card(
         args.name, GEMConfig.load(args.model), scores, recipe, args.recipe, args.command,
-        args.train_minutes, args.note,
+        args.train_minutes, args.note, eval_dtype,
     )  # fmt: skip
     card_file = Path(f"/tmp/{args.name}-card.md")
     card_file.write_text(text)

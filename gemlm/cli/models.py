@@ -17,6 +17,21 @@ DEMO_SENTENCES = [
     "Shares tumbled as investors panicked.",
     "A cat is sleeping on the sofa.",
 ]
+DEMO_PARAPHRASES = ((0, 1), (2, 3))  # the other pairs of DEMO_SENTENCES are unrelated
+
+
+def paraphrase_gap(sims: list[list[float]]) -> tuple[list[float], float]:
+    """The demo's paraphrase similarities and the highest unrelated one (a trained embedder
+    puts every paraphrase above every unrelated pair).
+
+    >>> paraphrase_gap([[1, .9, .1, .2, .3], [.9, 1, .2, .1, .2], [.1, .2, 1, .8, .4],
+    ...                 [.2, .1, .8, 1, .1], [.3, .2, .4, .1, 1]])
+    ([0.9, 0.8], 0.4)
+    """
+    para = [sims[i][j] for i, j in DEMO_PARAPHRASES]
+    n = len(sims)
+    pairs = {(i, j) for i in range(n) for j in range(i + 1, n)} - set(DEMO_PARAPHRASES)
+    return para, max(sims[i][j] for i, j in pairs)
 
 
 TemperatureOpt = Annotated[
@@ -33,9 +48,8 @@ RepetitionPenaltyOpt = Annotated[
 
 UNTRAINED_NOTE = (
     "[yellow]This is a base model: its GEM token was just added and is untrained, so these "
-    "similarities mean little yet. `make demo` trains one next; `gemlm train --config "
-    "recipes/smollm2-135m-cpu-v3.yaml` is the full CPU recipe, and `gemlm demo --model "
-    "runs/<run>/model` shows a trained one.[/yellow]"
+    "similarities mean little. The default model (`gemlm demo` with no --model) is a trained "
+    "one; `make demo` then trains one of your own.[/yellow]"
 )
 
 
@@ -144,7 +158,13 @@ def demo(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
     m = load(model, dtype)
     console.rule(f"[bold]{model}[/bold]: {m.info()['parameters']:,} parameters, {m.dtype}")
     emb = m.encode(DEMO_SENTENCES)
-    print_similarity(DEMO_SENTENCES, m.similarity(emb, emb).tolist())
+    sims = m.similarity(emb, emb).tolist()
+    print_similarity(DEMO_SENTENCES, sims)
+    para, unrelated = paraphrase_gap(sims)
+    console.print(
+        f"paraphrases (0-1, 2-3): {', '.join(f'{s:.3f}' for s in para)}; "
+        f"most similar unrelated pair: {unrelated:.3f}"
+    )
     if not is_gemlm_folder(resolve(model)):  # a base model: its GEM token was just added
         console.print(UNTRAINED_NOTE)
     question = "What is the capital of France? Answer in one sentence."
