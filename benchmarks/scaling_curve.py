@@ -15,8 +15,9 @@ start + the point's own decay (the Trainer's ``train_runtime`` of each piece; no
 Resumable: the long run continues from its checkpoints, a point whose model exists is not
 retrained, one whose report exists is not re-scored. ``--branches-only`` scores the shorter
 points from the checkpoints the long run has already saved, without running it on (a long run
-stopped for the CPU, to be continued later); a point's wall time then takes the per-step time of
-its own decay. Each run adds its points to the JSON's (same label: replaced).
+stopped for the CPU, to be continued later); a point's wall time then takes the long run's
+per-step time from its checkpoints' write times. Each run adds its points to the JSON's (same
+label: replaced).
 
     python -m benchmarks.scaling_curve [--config recipes/smollm2-135m-cpu-scale.yaml]
         [--points 130 390 1300] [--branches-only] [--out benchmarks/results/scaling_curve.json]
@@ -113,7 +114,7 @@ def main() -> None:
             over.append(f"pair_pool_steps={longest}")
             train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
             decay_s, _ = stage_runtime(folder / CONTRASTIVE / "log_history.json")
-            per_step = main_run[0] / main_run[1] if main_run else decay_s / (point - starts[point])
+            per_step = main_run[0] / main_run[1] if main_run else checkpoint_pace(main_dir)
             seconds = ntp_s + per_step * starts[point] + decay_s
         label = f"x{point / V3_STEPS:g}"
         report = folder / "report.json"
@@ -138,6 +139,20 @@ def main() -> None:
         rows = dict(sorted(rows.items(), key=lambda kv: kv[1]["steps"]))
         print(label, rows[label], flush=True)
         write(args.out, args.config, command, rows)
+
+
+def checkpoint_pace(main: Path) -> float:
+    """Seconds per step of an unfinished long run, from the times its first and last
+    checkpoints were written (wall time, checkpoint saving included)."""
+    ckpts = sorted(
+        (int(p.name.split("-")[1]), p.stat().st_mtime)
+        for p in (main / CONTRASTIVE).glob("checkpoint-*")
+        if (p / "trainer_state.json").exists()
+    )
+    if len(ckpts) < 2:
+        raise SystemExit(f"{main}: fewer than two checkpoints, no pace to time the points by")
+    (first, t0), (last, t1) = ckpts[0], ckpts[-1]
+    return (t1 - t0) / (last - first)
 
 
 def bf16_model(model: Path) -> Path:
