@@ -1,6 +1,9 @@
 """GEM settings saved beside the weights (``gemlm_config.json``) and restored on load.
 
 Torch-free (tested in a fresh interpreter): reading a model's settings costs no model import.
+Its embedding fields (special tokens, max_length, prompts, readout suffix) make the model's
+:class:`~gemlm.embedding_format.EmbeddingFormat` (:attr:`GEMConfig.embedding_format`), derived
+on every read, so the saved keys stay as they were.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .embedding_format import EmbeddingFormat
 from .kind import AdapterScope
 from .sources import GEM_CONFIG_NAME
 
@@ -53,18 +57,23 @@ class GEMConfig:
             raise ValueError("adapter_scope='special_only' needs base_model (what it adapts)")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
-        if self.max_length <= self.num_special_tokens:
-            raise ValueError(
-                f"max_length={self.max_length} leaves no room for text beside "
-                f"{self.num_special_tokens} special tokens"
-            )
-        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
-            raise ValueError(f"default_prompt_name {self.default_prompt_name!r} is not in prompts")
+        self.embedding_format.validate()
 
     def __setattr__(self, name: str, value: object) -> None:
         if name == "adapter_scope":  # "special_only" from JSON or code -> AdapterScope, checked
             value = AdapterScope.parse(value)
         super().__setattr__(name, value)
+
+    @property
+    def embedding_format(self) -> EmbeddingFormat:
+        """What the model embeds, from the saved fields (read afresh: the fields may be set)."""
+        return EmbeddingFormat(
+            special_tokens=tuple(self.special_tokens),
+            max_length=self.max_length,
+            prompts=dict(self.prompts),
+            default_prompt_name=self.default_prompt_name,
+            readout_suffix=self.readout_suffix,
+        )
 
     def save(self, folder: str | Path) -> None:
         path = Path(folder) / GEM_CONFIG_NAME

@@ -5,8 +5,10 @@ Every embedding in gemlm goes through here: ``GEMModel.encode``, the server's ``
 ``reuse`` mode prefills generation from. Training builds its batches in ``training/collator.py``
 but reads them out with the same :func:`readout`.
 
-One input builder (:meth:`EmbeddingEngine.inputs`: prompt + text, tokenizer, truncation that keeps
-the readout tail) and one :meth:`EmbeddingEngine.embed` with three forwards:
+The model input is the config's :class:`gemlm.embedding_format.EmbeddingFormat` (prompt + text,
+tokenizer, truncation that keeps the readout tail), which training builds its rows with too;
+:meth:`EmbeddingEngine.inputs` hands texts and token ids to it, and one
+:meth:`EmbeddingEngine.embed` runs three forwards:
 
 - padded: length-sorted batches, a 2-D padding mask for k = 1 (the stock causal path) or the
   4-D GEM mask for k > 1 (the specials do not see each other);
@@ -26,14 +28,12 @@ import torch.nn.functional as F
 
 from . import masking, packing
 from .adapter import head_tail_forward
-from .tokens import append_specials
+from .embedding_format import EmbeddingFormat, Input
 
 if TYPE_CHECKING:
     from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
     from .config import GEMConfig
-
-Input = str | list[int]  # a text, or token ids that are already the text's (no tail)
 
 
 def readout(specials: torch.Tensor, mode: str = "mean", normalize: bool = True) -> torch.Tensor:
@@ -67,7 +67,7 @@ class EmbeddingEngine:
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: GEMConfig
     ) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
-        self.special_ids: list[int] = tokenizer.convert_tokens_to_ids(config.special_tokens)
+        self.special_ids: list[int] = config.embedding_format.special_ids(tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else (tokenizer.eos_token_id or 0)
 
@@ -83,42 +83,35 @@ class EmbeddingEngine:
         return hidden * (self.k if self.config.readout == "concat" else 1)
 
     @property
+    def format(self) -> EmbeddingFormat:
+        """What the model embeds (the config's, read afresh: its fields may be set)."""
+        return self.config.embedding_format
+
+    @property
     def suffix_ids(self) -> list[int]:
         """``config.readout_suffix`` tokenized: fixed text between a text and the specials."""
-        suffix = self.config.readout_suffix
-        return self.tokenizer(suffix, add_special_tokens=False)["input_ids"] if suffix else []
+        return self.format.suffix_ids(self.tokenizer)
 
     @property
     def tail(self) -> list[int]:
         """Ids appended after every embedded text, never truncated: the suffix, then the k
-        specials. The suffix lets an instruction end right before the specials, e.g.
-        PromptEOL's ``" means in one word:"``."""
-        return self.suffix_ids + self.special_ids
+        specials (:meth:`gemlm.embedding_format.EmbeddingFormat.tail_ids`)."""
+        return self.format.tail_ids(self.tokenizer)
 
     def prompt(self, name: str | None = None, prompt: str | None = None) -> str:
         """The text put before each input: ``prompt`` as given, else the config's prompt
-        ``name`` (else its default prompt), else nothing."""
-        if prompt is not None:
-            return prompt
-        name = name or self.config.default_prompt_name
-        if name is None:
-            return ""
-        if name not in self.config.prompts:
-            raise ValueError(
-                f"prompt_name {name!r} not in the model's prompts {sorted(self.config.prompts)}"
-            )
-        return self.config.prompts[name]
+        ``name`` (ValueError if it has none), else its default prompt, else nothing."""
+        return self.format.prompt(name, prompt, strict=True)
 
     def text_room(self, prompt: str = "") -> int:
         """Text tokens that fit the window after ``prompt`` (and BOS) and before the tail."""
-        used = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"]) if prompt else 1
-        return self.config.max_length - used - len(self.tail)
+        return self.format.text_room(self.tokenizer, prompt=prompt)
 
     # ------------------------------------------------------------------ model input
     def inputs(self, items: list[Input], prompt: str = "") -> tuple[list[list[int]], int]:
         """Model input of each item, and how many were cut to ``config.max_length``."""
-        seqs, lengths = self.measured_inputs(items, prompt)
-        return seqs, sum(n > self.config.max_length for n in lengths)
+        built = self.format.build(items, tokenizer=self.tokenizer, prompt=prompt)
+        return built.ids, built.cut
 
     def measured_inputs(
         self, items: list[Input], prompt: str = ""
@@ -127,16 +120,11 @@ class EmbeddingEngine:
 
         A text becomes ``prompt + text`` tokenized with the tokenizer's own special tokens; a
         list of token ids is taken as is. Both get the tail appended; a text longer than
-        ``config.max_length`` allows loses its end, never the tail.
+        ``config.max_length`` allows loses its end, never the tail
+        (:meth:`gemlm.embedding_format.EmbeddingFormat.build`).
         """
-        texts = [prompt + x for x in items if isinstance(x, str)]
-        encoded = iter(self.tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else [])
-        tail, seqs, lengths = self.tail, [], []
-        for x in items:
-            text = next(encoded) if isinstance(x, str) else list(x)
-            seqs.append(append_specials(text, tail, self.config.max_length)[0])
-            lengths.append(len(text) + len(tail))
-        return seqs, lengths
+        built = self.format.build(items, tokenizer=self.tokenizer, prompt=prompt)
+        return built.ids, built.lengths
 
     def embed_texts(
         self,
@@ -285,12 +273,13 @@ class EmbeddingEngine:
         """
         from transformers import DynamicCache
 
-        ids = list(text_ids) + self.tail
-        if len(ids) > self.config.max_length:
+        built = self.format.build([text_ids], tokenizer=self.tokenizer)
+        if built.cut:
             raise ValueError(
                 f"the text is {len(text_ids)} tokens; the embedding window holds "
-                f"{self.config.max_length - len(self.tail)} (max_length={self.config.max_length})"
+                f"{self.config.max_length - built.tail} (max_length={self.config.max_length})"
             )
+        ids = built.ids[0]
         segments = masking.batch_segments(self._layouts([ids]))  # (1, T)
         device = self.model.device
         cache = DynamicCache(config=self.model.config)

@@ -45,16 +45,16 @@ def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path
         tok = _appending_tokenizer(gem)
         tok.save_pretrained(tmp)
         (tmp / "chat_template.jinja").unlink(missing_ok=True)
-        dim = gem.get_embedding_dimension()
+        dim, fmt = gem.get_embedding_dimension(), gem.config.embedding_format
         (tmp / "modules.json").write_text(json.dumps(MODULES, indent=2))
         (tmp / "sentence_bert_config.json").write_text(
-            json.dumps({"max_seq_length": gem.config.max_length, "do_lower_case": False}, indent=2)
+            json.dumps({"max_seq_length": fmt.max_length, "do_lower_case": False}, indent=2)
         )
         (tmp / "config_sentence_transformers.json").write_text(
             json.dumps(
                 {
-                    "prompts": gem.config.prompts,
-                    "default_prompt_name": gem.config.default_prompt_name,
+                    "prompts": dict(fmt.prompts),
+                    "default_prompt_name": fmt.default_prompt_name,
                     "similarity_fn_name": "cosine",
                     "model_type": "SentenceTransformer",
                 },
@@ -82,15 +82,14 @@ def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path
 
 def _appending_tokenizer(gem: GEMModel):
     """A copy of the tokenizer that appends the readout suffix + GEM token after every
-    (truncated) text, keeping whatever the tokenizer adds in front (BOS)."""
+    (truncated) text, keeping whatever the tokenizer adds in front (BOS): the model's
+    :class:`~gemlm.embedding_format.EmbeddingFormat` as a post-processor."""
     import copy
 
     tok = copy.deepcopy(gem.tokenizer)
     tok.chat_template = None
-    probe = tok("x", add_special_tokens=True)["input_ids"]
-    bare = tok("x", add_special_tokens=False)["input_ids"]
-    head = probe[: len(probe) - len(bare)]
-    tail = gem.embedder.tail
+    fmt = gem.config.embedding_format
+    head, tail = fmt.bos_ids(tok), fmt.tail_ids(tok)
     # Multi-id template pieces under safe names: token strings such as ':"' break the parser.
     pieces = [("[GEM_HEAD]", head), ("[GEM_TAIL]", tail)] if head else [("[GEM_TAIL]", tail)]
     specials = [

@@ -129,12 +129,13 @@ class GEMModel:
 
     def prompt(self, role: str | None = None) -> str:
         """The text put before an input embedded as ``role`` ("query", "document", or None):
-        the config's prompt of that name if it has one, else its default prompt, else ""."""
-        return self.embedder.prompt(role if role in self.config.prompts else None)
+        the config's prompt of that name if it has one, else its default prompt, else ""
+        (:meth:`gemlm.embedding_format.EmbeddingFormat.prompt`)."""
+        return self.config.embedding_format.prompt(role)
 
     def text_room(self, role: str | None = None) -> int:
         """Text tokens that fit the embedding window after ``role``'s prompt, before the tail."""
-        return self.embedder.text_room(self.prompt(role))
+        return self.config.embedding_format.text_room(self.tokenizer, role)
 
     def tokenize_for_embedding(
         self, inputs: list[str] | list[str | list[int]], role: str | None = None
@@ -323,6 +324,7 @@ class GEMModel:
 
     def info(self) -> dict[str, Any]:
         cfg = self.model.config.get_text_config()
+        fmt = self.config.embedding_format
         return {
             "base_model": self.config.base_model,
             "architecture": type(_unwrapped(self.model)).__name__,
@@ -333,8 +335,8 @@ class GEMModel:
             "special_tokens": dict(zip(self.config.special_tokens, self.special_ids, strict=True)),
             "readout": self.config.readout,
             "adapter_scope": self.config.adapter_scope,
-            "max_length": self.config.max_length,
-            "prompts": self.config.prompts,
+            "max_length": fmt.max_length,
+            "prompts": fmt.prompts,
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": str(self.device),
         }

@@ -1,4 +1,5 @@
-"""Adding the k GEM special tokens to a tokenizer + model, and placing them in id sequences."""
+"""Adding the k GEM special tokens to a tokenizer + model (where they go in an embedded text is
+:mod:`gemlm.embedding_format`)."""
 
 from __future__ import annotations
 
@@ -43,19 +44,3 @@ def _embedding_matrices(model: PreTrainedModel) -> list[torch.Tensor]:
     if out is not None and out.weight.data_ptr() != inp.data_ptr():
         mats.append(out.weight)
     return mats
-
-
-def append_specials(
-    ids: list[int], special_ids: list[int], max_length: int
-) -> tuple[list[int], bool]:
-    """Truncate ``ids`` to ``max_length - k`` and append the specials, which are never cut.
-
-    Returns (new ids, whether the text was truncated).
-
-    >>> append_specials([5, 6, 7, 8], [99], max_length=4)
-    ([5, 6, 7, 99], True)
-    """
-    room = max_length - len(special_ids)
-    if room < 0:
-        raise ValueError(f"max_length {max_length} cannot hold {len(special_ids)} special tokens")
-    return ids[:room] + list(special_ids), len(ids) > room

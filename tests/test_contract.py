@@ -34,3 +34,33 @@ def test_reaching_through_the_front_is_caught(tmp_path, capsys) -> None:
         "gem.model",
         "self.gem.model",
     ]
+
+
+def test_the_embedding_input_is_built_only_by_its_format() -> None:
+    files = contract.format_checked_files(ROOT / "gemlm")
+    names = {str(p.relative_to(ROOT)) for p in files}
+    assert "gemlm/embedding.py" in names and "gemlm/training/collator.py" in names
+    assert "gemlm/embedding_format.py" not in names and "gemlm/config.py" not in names
+    assert [o for p in files for o in contract.format_offences(p.read_text(), str(p))] == []
+
+
+def test_rebuilding_the_embedding_input_is_caught(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "ids = tok([prompt + t for t in texts], add_special_tokens=True)\n"  # pairs' old rows
+        "protect = len(tok(cfg.prompt, add_special_tokens=True)['input_ids'])\n"  # run.py's
+        "seq, _ = append_specials(text, self.tail, self.config.max_length)\n"  # the engine's
+        "suffix = gem.embedder.suffix_ids\n"  # the collator's old suffix
+        "doc = cfg.prompts.get('document', '')\n"  # rag's old identity
+        "gem.config.readout_suffix = cfg.readout_suffix\n"  # copying a setting: fine
+        "ok = fmt.build(texts, 'query', tokenizer=tok); p = gem.prompt('query')\n"
+    )
+    assert contract.main([str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 1)[1] for line in lines[:5]] == [
+        "prompt + t",
+        "tok(cfg.prompt, add_special_tokens=True)",
+        "append_specials(text, self.tail, self.config.max_length)",
+        "gem.embedder.suffix_ids",
+        "cfg.prompts",
+    ]

@@ -55,16 +55,16 @@ def default_edge_path() -> Path:
 
 
 def model_identity(model: GEMModel, model_id: str) -> dict[str, Any]:
-    """What a collection records about the model whose vectors it holds."""
-    cfg = model.config
+    """What a collection records about the model whose vectors it holds: its embedding format
+    (:meth:`gemlm.embedding_format.EmbeddingFormat.identity`) and readout."""
+    fmt = model.config.embedding_format.identity()
     return {
         "model": model_id,
         "dimension": int(model.get_embedding_dimension()),
         "embedding": {
-            "special_tokens": list(cfg.special_tokens),
-            "readout": cfg.readout,
-            "document_prompt": cfg.prompts.get("document", ""),
-            "readout_suffix": cfg.readout_suffix,
+            "special_tokens": fmt.pop("special_tokens"),
+            "readout": model.config.readout,
+            **fmt,  # document_prompt, readout_suffix
         },
     }
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import masking
+from ..embedding_format import Tokenize, ids_tokenizer
 from ..masking import Layout
 
 IGNORE = -100
@@ -110,6 +111,10 @@ class GEMCollator:
 class ContrastiveCollator:
     """Pairs for InfoNCE: the anchor is ``text <S>``, the positive is the same text with random
     token dropout (rate ``dropout``) before ``<S>``; other rows of the batch are the negatives.
+    ``tokenize`` finishes each view into model input: the model's embedding format's build
+    (``EmbeddingFormat.tokenize_fn(tokenizer, room=UNCUT)``, the way sentence-transformers'
+    collator takes ``model.tokenize``), so a view is what ``encode`` embeds; without it, the
+    tail is ``suffix_ids`` + ``special_ids``.
     A feature with ``positive_ids`` (a pair from :mod:`gemlm.training.pairs`) brings its own
     positive, which gets the same dropout, and may bring ``protect`` for its anchor;
     ``teacher_query`` / ``teacher_positive`` vectors become ``teacher`` (2B, D_t).
@@ -134,12 +139,15 @@ class ContrastiveCollator:
     suffix_ids: list[int] = field(default_factory=list)
     mask_dtype: torch.dtype = torch.float32
     seed: int | None = None
+    tokenize: Tokenize | None = None
     rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         self.rng = random.Random(self.seed)
+        if self.tokenize is None:
+            self.tokenize = ids_tokenizer(self.suffix_ids, self.special_ids)
 
     def drop(self, ids: list[int]) -> list[int]:
         head, body = ids[: self.protect], ids[self.protect :]
@@ -150,19 +158,19 @@ class ContrastiveCollator:
         texts = [list(f["input_ids"]) for f in features]
         positives = [list(f.get("positive_ids", t)) for f, t in zip(features, texts, strict=True)]
         views = texts + [self.drop(p) for p in positives]
-        k = len(self.special_ids)
-        seqs = [v + self.suffix_ids + self.special_ids for v in views]
-        layouts = [Layout(len(s) - k, k) for s in seqs]
-        batch = _pad_batch(seqs, layouts, self.pad_id, self.mask_dtype)
+        built = self.tokenize(views)
+        k, suffix = built.specials, built.tail - built.specials
+        layouts = [Layout(len(s) - k, k) for s in built.ids]
+        batch = _pad_batch(built.ids, layouts, self.pad_id, self.mask_dtype)
         labels = batch["input_ids"].clone()
         labels[batch["segments"] != masking.PREFIX] = IGNORE
         labels[len(texts) :] = IGNORE
         for row, f in enumerate(features):
             labels[row, : f.get("protect", self.protect)] = IGNORE
-        if self.suffix_ids:  # the fixed readout suffix is no NTP target
+        if suffix:  # the fixed readout suffix is no NTP target
             tail = (batch["segments"] == masking.SPECIAL).float().argmax(1)  # first special per row
             for row, end in enumerate(tail.tolist()):
-                labels[row, end - len(self.suffix_ids) : end] = IGNORE
+                labels[row, end - suffix : end] = IGNORE
         batch["labels"] = labels
         if "teacher_query" in features[0]:  # a teacher encoder's vectors of the clean texts
             batch["teacher"] = torch.tensor(

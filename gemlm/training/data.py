@@ -2,7 +2,8 @@
 contrastive loss. Reading corpora is :mod:`gemlm.corpus`.
 
 ``tokenize_and_chunk`` packs texts into equal-length token blocks; ``tokenize_texts`` keeps one
-(truncated) token sequence per text.
+(truncated) token sequence per text, built by the model's
+:class:`~gemlm.embedding_format.EmbeddingFormat` less its tail (the collator adds it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import datasets
 
 from ..corpus import TEXT, missing_column
+from ..embedding_format import EmbeddingFormat
 
 IDS = "input_ids"
 IDS_FEATURES = datasets.Features({IDS: datasets.List(datasets.Value("int32"))})
@@ -57,28 +59,28 @@ def tokenize_texts(
     prompt: str = "",
     add_special_tokens: bool = False,
     num_proc: int | None = None,
+    fmt: EmbeddingFormat | None = None,
+    role: str | None = None,
 ) -> datasets.Dataset:
     """One ``input_ids`` row per text, truncated to ``max_len``; texts under 2 tokens dropped.
 
-    ``prompt`` is prepended to each text as a string and ``add_special_tokens=True`` lets the
-    tokenizer add its BOS: together they reproduce what ``GEMModel.encode`` feeds the model.
-    No eos is added (the contrastive stage appends the GEM tokens itself).
+    Each row is what ``fmt.build`` makes of the text as ``role`` (BOS + the role's prompt +
+    text), cut to ``max_len`` and without the tail, which the contrastive collator appends with
+    the same builder: what ``GEMModel.encode`` feeds the model. Without ``fmt``, a format of
+    ``prompt`` alone, with the tokenizer's BOS only when ``add_special_tokens``.
     """
     if max_len < 2:
         raise ValueError(f"max_len must be at least 2, got {max_len}")
     _require_text(ds)
+    if fmt is None:
+        fmt = EmbeddingFormat.of_prompts(prompt, add_special_tokens=add_special_tokens)
     return ds.map(
         _truncate_batch,
         batched=True,
         remove_columns=ds.column_names,
         features=IDS_FEATURES,
         num_proc=num_proc,
-        fn_kwargs={
-            "tokenizer": tokenizer,
-            "max_len": max_len,
-            "prompt": prompt,
-            "add_special_tokens": add_special_tokens,
-        },
+        fn_kwargs={"tokenizer": tokenizer, "max_len": max_len, "fmt": fmt, "role": role},
         desc=f"Tokenizing texts (max {max_len} tokens)",
     )
 
@@ -88,10 +90,8 @@ def _require_text(ds: datasets.Dataset) -> None:
         raise missing_column("dataset", TEXT, ds.column_names)
 
 
-def _token_ids(
-    tokenizer: Any, texts: list[str], add_special_tokens: bool = False
-) -> list[list[int]]:
-    return tokenizer(texts, add_special_tokens=add_special_tokens, verbose=False)["input_ids"]
+def _token_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def _chunk_batch(
@@ -107,7 +107,7 @@ def _chunk_batch(
 
 
 def _truncate_batch(
-    batch: dict[str, list], tokenizer: Any, max_len: int, prompt: str, add_special_tokens: bool
+    batch: dict[str, list], tokenizer: Any, max_len: int, fmt: EmbeddingFormat, role: str | None
 ) -> dict[str, list[list[int]]]:
-    ids = _token_ids(tokenizer, [prompt + t for t in batch[TEXT]], add_special_tokens)
-    return {IDS: [x[:max_len] for x in ids if len(x) >= 2]}
+    built = fmt.build(batch[TEXT], role, tokenizer=tokenizer, room=max_len, tail=False)
+    return {IDS: [x for x, n in zip(built.ids, built.lengths, strict=True) if n >= 2]}

@@ -10,7 +10,8 @@ returns them. Four sources (Contriever / ICT style, no labels needed):
 
 Each ``*_pair`` function is pure: given a document and a :class:`random.Random` it returns
 ``(query, positive)`` or None when the document cannot give that kind of pair.
-:func:`make_pairs` mixes the sources into a Dataset. Texts stay plain strings.
+:func:`make_pairs` mixes the sources into a Dataset. Texts stay plain strings until
+:func:`tokenize_pairs` builds them with the model's embedding format.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from itertools import accumulate
 from typing import Any, NamedTuple
 
 import datasets
+
+from ..embedding_format import EmbeddingFormat
 
 logger = logging.getLogger(__name__)
 
@@ -290,31 +293,50 @@ def tokenize_pairs(
     positive_max_len: int,
     prompt: str = "",
     query_prompt: str = "",
+    fmt: EmbeddingFormat | None = None,
 ) -> datasets.Dataset:
     """Token ids for the contrastive collator: ``input_ids`` (the query, or the first text of
-    a symmetric pair), ``positive_ids`` and ``protect`` (the query's prompt length).
+    a symmetric pair), ``positive_ids`` and ``protect`` (the query's BOS + prompt length).
 
-    Exactly what ``encode_query`` / ``encode_document`` feed the model: the tokenizer's BOS,
-    the prompt as a string, the text; queries of :data:`ASYMMETRIC` sources get
-    ``query_prompt``, every other text ``prompt``. Pairs with a text under 2 tokens are dropped.
+    Exactly what ``encode_query`` / ``encode_document`` feed the model, less the tail the
+    collator appends: ``fmt.build`` of queries of :data:`ASYMMETRIC` sources as "query", of
+    every other text as "document" (without ``fmt``, a format of ``prompt`` and
+    ``query_prompt``). Pairs with a text under 2 tokens are dropped.
     """
+    fmt = fmt or EmbeddingFormat.of_prompts(prompt, query_prompt)
+    protect = {role: fmt.head_length(tokenizer, role) for role in ("query", "document")}
 
     def encode(batch: dict[str, list[str]]) -> dict[str, list]:
-        prompts = [query_prompt if s in ASYMMETRIC else prompt for s in batch["source"]]
-        queries = [p + q for p, q in zip(prompts, batch["query"], strict=True)]
-        q_ids = tokenizer(queries, add_special_tokens=True, verbose=False)["input_ids"]
-        p_ids = tokenizer([prompt + t for t in batch["positive"]], add_special_tokens=True)
+        roles = ["query" if s in ASYMMETRIC else "document" for s in batch["source"]]
+        q_ids, q_lens = _build_by_role(fmt, tokenizer, batch["query"], roles, max_len)
+        docs = fmt.build(
+            batch["positive"], "document", tokenizer=tokenizer, room=positive_max_len, tail=False
+        )
         out: dict[str, list] = {"input_ids": [], "positive_ids": [], "protect": []}
-        for q, d, p in zip(q_ids, p_ids["input_ids"], prompts, strict=True):
-            if len(q) >= 2 and len(d) >= 2:
-                out["input_ids"].append(q[:max_len])
-                out["positive_ids"].append(d[:positive_max_len])
-                out["protect"].append(protect[p])
+        rows = zip(q_ids, q_lens, docs.ids, docs.lengths, roles, strict=True)
+        for q, q_len, d, d_len, role in rows:
+            if q_len >= 2 and d_len >= 2:
+                out["input_ids"].append(q)
+                out["positive_ids"].append(d)
+                out["protect"].append(protect[role])
         return out
 
-    protect = {
-        p: len(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in {prompt, query_prompt}
-    }
     return pairs.map(
         encode, batched=True, remove_columns=pairs.column_names, desc="Tokenizing pairs"
     )
+
+
+def _build_by_role(
+    fmt: EmbeddingFormat, tokenizer: Any, texts: list[str], roles: list[str], room: int
+) -> tuple[list[list[int]], list[int]]:
+    """``fmt.build`` (no tail) of each text as its role, one call per role: ids and lengths."""
+    ids: list[list[int]] = [[] for _ in texts]
+    lengths = [0] * len(texts)
+    for role in dict.fromkeys(roles):
+        rows = [i for i, r in enumerate(roles) if r == role]
+        built = fmt.build(
+            [texts[i] for i in rows], role, tokenizer=tokenizer, room=room, tail=False
+        )
+        for i, x, n in zip(rows, built.ids, built.lengths, strict=True):
+            ids[i], lengths[i] = x, n
+    return ids, lengths

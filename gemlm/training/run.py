@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 
 from ..adapter import ADAPTER_DIR, SpecialGate
 from ..corpus import load_documents, load_texts, train_eval_split
+from ..embedding_format import UNCUT, EmbeddingFormat
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
 from .args import check_bf16, training_args, uses_bf16
@@ -58,20 +59,21 @@ def _sentences(ds, min_words: int):
     return ds.map(split, batched=True, remove_columns=ds.column_names)
 
 
-def _contrastive_rows(cfg: GEMTrainingConfig, tok, train_texts, heldout: list[str], query_prompt):
-    """Token rows for the contrastive stage, exactly as ``encode`` feeds the model (BOS + prompt +
-    text). ``pair_mix: {dropout: 1}``: sentences (or paragraphs) of the training text, each its
-    own positive after dropout. Any other mix: pairs cut from whole documents, minus the
-    held-out paragraphs (:func:`gemlm.training.pairs.make_pairs`)."""
+def _contrastive_rows(
+    cfg: GEMTrainingConfig, tok, train_texts, heldout: list[str], fmt: EmbeddingFormat
+):
+    """Token rows for the contrastive stage, exactly as ``encode`` feeds the model (``fmt``'s
+    BOS + prompt + text; the collator adds the tail). ``pair_mix: {dropout: 1}``: sentences (or
+    paragraphs) of the training text, each its own positive after dropout. Any other mix: pairs
+    cut from whole documents, minus the held-out paragraphs
+    (:func:`gemlm.training.pairs.make_pairs`)."""
     if not cfg.uses_pairs:
         units = (
             _sentences(train_texts, cfg.min_words)
             if cfg.contrastive_unit == "sentence"
             else train_texts
         )
-        return tokenize_texts(
-            units, tok, cfg.contrastive_max_len, prompt=cfg.prompt, add_special_tokens=True
-        )
+        return tokenize_texts(units, tok, cfg.contrastive_max_len, fmt=fmt, role="document")
     held = set(heldout)
     docs = load_documents(_resolve_data(cfg), min_words=cfg.min_words)
     docs = docs.map(lambda d: {"paragraphs": [p for p in d["paragraphs"] if p not in held]})
@@ -87,8 +89,7 @@ def _contrastive_rows(cfg: GEMTrainingConfig, tok, train_texts, heldout: list[st
         tok,
         cfg.contrastive_max_len,
         cfg.positive_max_len or cfg.contrastive_max_len,
-        prompt=cfg.prompt,
-        query_prompt=query_prompt,
+        fmt=fmt,
     )
 
 
@@ -240,17 +241,31 @@ def query_prompt(cfg: GEMTrainingConfig) -> str:
     return cfg.prompt if cfg.query_prompt is None else cfg.query_prompt
 
 
+def training_format(cfg: GEMTrainingConfig, gem: GEMModel) -> EmbeddingFormat:
+    """What the contrastive stage builds its rows and views with: the model's embedding format
+    (max_length, readout suffix, GEM tokens) with the recipe's prompts ("query", "document"),
+    which :func:`_base_model` also saves with the model whenever the recipe has one."""
+    prompts = {"query": query_prompt(cfg), "document": cfg.prompt}
+    return replace(gem.config.embedding_format, prompts=prompts, default_prompt_name="document")
+
+
 def _base_model(cfg: GEMTrainingConfig) -> GEMModel:
     """The base model with its GEM tokens and the prompts it is trained (and later used) with."""
     gem = GEMModel.from_pretrained(
         cfg.model, num_special_tokens=cfg.num_special_tokens, dtype="float32"
     )
+    set_embedding_settings(gem, cfg)
+    return gem
+
+
+def set_embedding_settings(gem: GEMModel, cfg: GEMTrainingConfig) -> None:
+    """The recipe's max_length, prompts (when it has one) and readout suffix, saved with the
+    model: its embedding format, which :func:`training_format` trains with."""
     gem.config.max_length = cfg.max_length
     if cfg.prompt or query_prompt(cfg):
         gem.config.prompts = {"query": query_prompt(cfg), "document": cfg.prompt}
         gem.config.default_prompt_name = "document"
     gem.config.readout_suffix = cfg.readout_suffix
-    return gem
 
 
 def _corpus(cfg: GEMTrainingConfig) -> tuple[Any, list[str]]:
@@ -316,22 +331,14 @@ def _stages(
         )
 
     def contrastive() -> tuple[Any, Any, GEMTrainingModule]:
-        rows = _contrastive_rows(cfg, tok, train_texts, heldout_texts, query_prompt(cfg))
-        protect = len(tok(cfg.prompt, add_special_tokens=True)["input_ids"])
+        fmt = training_format(cfg, gem)
+        rows = _contrastive_rows(cfg, tok, train_texts, heldout_texts, fmt)
         if cfg.distill_teacher:  # a labelled option, never a default (see distill.py)
             from .distill import add_teacher_vectors, load_teacher
 
             teacher = load_teacher(cfg.distill_teacher)
             rows = add_teacher_vectors(rows, tok, teacher, [cfg.prompt, query_prompt(cfg)])
-        collator = ContrastiveCollator(
-            special_ids=gem.special_ids,
-            pad_id=gem.pad_id,
-            dropout=cfg.token_dropout,
-            protect=protect,
-            suffix_ids=gem.embedder.suffix_ids,
-            mask_dtype=mask_dtype,
-            seed=cfg.seed,
-        )
+        collator = contrastive_collator(cfg, gem, fmt, mask_dtype)
         module = GEMTrainingModule(
             lm,
             LogitScale(cfg.logit_scale_init, cfg.logit_scale_max),
@@ -357,6 +364,22 @@ def _stages(
             contrastive,
         ),
     ]
+
+
+def contrastive_collator(
+    cfg: GEMTrainingConfig, gem: GEMModel, fmt: EmbeddingFormat, mask_dtype: torch.dtype
+) -> ContrastiveCollator:
+    """The contrastive stage's collator: views finished by ``fmt``'s builder (the rows are cut
+    already), BOS + the document prompt protected from dropout."""
+    return ContrastiveCollator(
+        special_ids=gem.special_ids,
+        pad_id=gem.pad_id,
+        dropout=cfg.token_dropout,
+        protect=fmt.head_length(gem.tokenizer, "document"),
+        mask_dtype=mask_dtype,
+        seed=cfg.seed,
+        tokenize=fmt.tokenize_fn(gem.tokenizer, room=UNCUT),
+    )
 
 
 def _tag(history: list[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
