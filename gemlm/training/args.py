@@ -18,8 +18,10 @@ logger = logging.getLogger(__name__)
 
 
 def training_args(
-    cfg: GEMTrainingConfig, out: Path, steps: int, lr: float, batch: int
+    cfg: GEMTrainingConfig, out: Path, steps: int, lr: float, batch: int, sequential: bool = False
 ) -> TrainingArguments:
+    """The Trainer's arguments for one stage; ``sequential`` keeps the dataset's order (rows
+    already grouped into batches), else the rows are shuffled."""
     return TrainingArguments(
         output_dir=str(out),
         max_steps=steps,
@@ -43,6 +45,7 @@ def training_args(
         seed=cfg.seed,
         data_seed=cfg.seed,
         dataloader_num_workers=0,
+        train_sampling_strategy="sequential" if sequential else "random",
         ddp_backend="gloo" if distributed() and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=cfg.tuning == "full",
         disable_tqdm=False,

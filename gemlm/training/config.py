@@ -86,6 +86,16 @@ class GEMTrainingConfig:
         "Anything but {dropout: 1} draws pairs from whole documents (gemlm.training.pairs).",
     )
     ict_keep: float = _f(0.1, "ict: chance that the query sentence stays in its passage.")
+    pair_batches: str = _f(
+        "random",
+        "How pairs are put into contrastive batches: random (independent documents) or topic "
+        "(each batch from one cluster of related articles, TF-IDF k-means over title + opening, "
+        "so in-batch negatives are near misses; gemlm.training.topics). Only with a pair_mix "
+        "other than {dropout: 1}.",
+    )
+    n_topics: int | None = _f(
+        None, "pair_batches topic: the number of clusters (default one per 4 batches' documents)."
+    )
     positive_max_len: int | None = _f(
         None, "Tokens per positive text (a passage) before the specials; None = max_len above."
     )
@@ -173,6 +183,9 @@ class GEMTrainingConfig:
             or self.frozen_text
             or (self.contrastive_alpha == 1 and self.contrastive_micro_batch > 0),
             "ict_keep": 0 <= self.ict_keep <= 1,
+            "pair_batches": self.pair_batches in ("random", "topic")
+            and (self.pair_batches == "random" or set(self.pair_mix) != {"dropout"}),
+            "n_topics": self.n_topics is None or self.n_topics >= 1,
             "positive_max_len": self.positive_max_len is None or self.positive_max_len >= 2,
             "matryoshka_dims": all(d >= 1 for d in self.matryoshka_dims),
             "distill_weight": self.distill_weight >= 0,

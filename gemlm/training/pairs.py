@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import datasets
 
 from ..embedding_format import EmbeddingFormat
+from .topics import Picker, random_picker, topic_groups, topic_picker
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,8 @@ def make_pairs(
     seed: int = 0,
     min_words: int = 8,
     ict_keep: float = 0.1,
+    topic_batch: int = 0,
+    n_topics: int | None = None,
 ) -> datasets.Dataset:
     """``n_pairs`` rows of ``query``, ``positive`` and ``source``, sources drawn by ``mix``.
 
@@ -190,6 +193,10 @@ def make_pairs(
     was already emitted, up to ``RETRIES`` other documents are tried before the source is drawn
     again. Queries are unique within one call. The result depends only on the arguments.
     The ``title`` and ``paragraphs`` columns of ``docs`` are read into memory.
+
+    ``topic_batch`` B > 0: each block of B consecutive pairs is drawn from one cluster of
+    related documents (``n_topics`` clusters, default one per 4B documents;
+    :mod:`gemlm.training.topics`), to be batched in this order.
     """
     weights = check_mix(mix)
     if n_pairs < 1:
@@ -213,7 +220,13 @@ def make_pairs(
         "title": lambda d, r: title_pair(d, r, min_words=min_words),
         "crop": lambda d, r: crop_pair(d, r, min_words=min_words),
     }
-    pairs, stats = _draw(rows, weights, makers, n_pairs, random.Random(seed))
+    pick = random_picker(len(rows))
+    if topic_batch:
+        n_groups = n_topics or max(1, len(rows) // (4 * topic_batch))
+        groups = topic_groups(rows, min(n_groups, len(rows)), seed)
+        logger.info("Topic batches of %d pairs from %d clusters", topic_batch, len(groups))
+        pick = topic_picker(groups, len(rows), topic_batch)
+    pairs, stats = _draw(rows, weights, makers, n_pairs, random.Random(seed), pick)
     _log_stats(stats, len(pairs))
     query, positive, source = (list(col) for col in zip(*pairs, strict=True))
     return datasets.Dataset.from_dict(
@@ -245,8 +258,10 @@ def _draw(
     makers: Mapping[str, Callable[[Document, random.Random], Pair | None]],
     n_pairs: int,
     rng: random.Random,
+    pick: Picker,
 ) -> tuple[list[tuple[str, str, str]], Counter[tuple[str, str]]]:
-    """(query, positive, source) triples and counts of (source, "pairs"/"retried"/"failed")."""
+    """(query, positive, source) triples and counts of (source, "pairs"/"retried"/"failed");
+    ``pick`` chooses the document each try of pair i draws from."""
     names, cum = list(weights), list(accumulate(weights.values()))
     pairs: list[tuple[str, str, str]] = []
     seen: set[str] = set()
@@ -254,7 +269,7 @@ def _draw(
     while len(pairs) < n_pairs:
         source = rng.choices(names, cum_weights=cum)[0]
         for attempt in range(1 + RETRIES):
-            pair = makers[source](rows[rng.randrange(len(rows))], rng)
+            pair = makers[source](rows[pick(rng, len(pairs))], rng)
             if pair is not None and pair[0] not in seen:
                 seen.add(pair[0])
                 pairs.append((pair[0], pair[1], source))

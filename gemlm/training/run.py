@@ -82,7 +82,14 @@ def _contrastive_rows(
     pool = cfg.pair_pool_steps or cfg.contrastive_steps
     n = pool * cfg.contrastive_batch_size * cfg.gradient_accumulation_steps
     pairs = make_pairs(
-        docs, cfg.pair_mix, n * world, seed=cfg.seed, min_words=cfg.min_words, ict_keep=cfg.ict_keep
+        docs,
+        cfg.pair_mix,
+        n * world,
+        seed=cfg.seed,
+        min_words=cfg.min_words,
+        ict_keep=cfg.ict_keep,
+        topic_batch=cfg.contrastive_batch_size if cfg.pair_batches == "topic" else 0,
+        n_topics=cfg.n_topics,
     )
     return tokenize_pairs(
         pairs,
@@ -121,6 +128,7 @@ def _run_stage(
     lr: float,
     batch: int,
     resume: bool,
+    ordered: bool = False,
 ) -> list[dict[str, Any]]:
     out = Path(cfg.output_dir) / name
     final = out / "final.safetensors"
@@ -135,7 +143,7 @@ def _run_stage(
         )
     trainer = GEMTrainer(
         model=module,
-        args=training_args(cfg, out, steps, lr, batch),
+        args=training_args(cfg, out, steps, lr, batch, sequential=ordered),
         train_dataset=dataset,
         data_collator=collator,
     )
@@ -158,6 +166,7 @@ class Stage:
     lr: float
     batch_size: int
     build: Callable[[], tuple[Any, Any, GEMTrainingModule]]
+    ordered: bool = False  # the rows are in batches already (topic batches): do not shuffle
 
 
 def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
@@ -204,6 +213,7 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
                 stage.lr,
                 stage.batch_size,
                 resume,
+                stage.ordered,
             )
             history += _tag(rows, stage.tag)
 
@@ -362,6 +372,7 @@ def _stages(
             cfg.contrastive_lr,
             cfg.contrastive_batch_size,
             contrastive,
+            ordered=cfg.pair_batches == "topic",
         ),
     ]
 
