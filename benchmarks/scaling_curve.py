@@ -116,7 +116,7 @@ def main() -> None:
             decay_s, _ = stage_runtime(folder / CONTRASTIVE / "log_history.json")
             per_step = main_run[0] / main_run[1] if main_run else checkpoint_pace(main_dir)
             seconds = ntp_s + per_step * starts[point] + decay_s
-        label = f"x{point / V3_STEPS:g}"
+        label = f"x{point / V3_STEPS:.3g}"
         report = folder / "report.json"
         if not report.exists():
             evaluate(
@@ -126,7 +126,7 @@ def main() -> None:
                 generation=False,
                 command=command,
             )
-        scores = json.loads(report.read_text())["results"][label]
+        scores = next(iter(json.loads(report.read_text())["results"].values()))  # one model
         row = {t: round(scores[t]["main"], 2) for t in TASKS if t in scores}
         row["mean"] = round(sum(row.values()) / len(row), 2)
         rows[label] = {

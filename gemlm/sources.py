@@ -52,9 +52,9 @@ ALIASES: dict[str, Alias] = {
     ),
 }
 BASE_MODEL = "smollm2-135m-instruct"  # the default base: what recipes train on
-# The default model: the base until a trained GEM adapter ships under gemlm/pretrained/ (then
-# its alias, e.g. "smollm2-135m-gem"; issue 22).
-DEFAULT_MODEL = BASE_MODEL
+# The default model: the self-supervised GEM adapter of BASE_MODEL shipped in the package
+# (gemlm/pretrained/smollm2-135m-gem/, its model card says how it was trained and scored)
+DEFAULT_MODEL = "smollm2-135m-gem"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 CHECKSUMS = "SHA256SUMS"  # in a shipped folder: "<sha256>  <relative path>" per file
 

