@@ -34,6 +34,7 @@ from pathlib import Path
 
 from gemlm.adapter import ADAPTER_DIR
 from gemlm.evaluation.run import evaluate
+from gemlm.sources import is_gemlm_folder
 from gemlm.training.config import GEMTrainingConfig
 from gemlm.training.run import train
 from tools.ship_model import bf16_copy
@@ -112,7 +113,8 @@ def main() -> None:
             branch(main_dir, folder, starts[point])
             over = [f"output_dir={folder}", f"contrastive_steps={point}"]
             over.append(f"pair_pool_steps={longest}")
-            train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
+            if not is_gemlm_folder(folder / "model"):  # trained already: not loaded again
+                train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
             decay_s, _ = stage_runtime(folder / CONTRASTIVE / "log_history.json")
             per_step = main_run[0] / main_run[1] if main_run else checkpoint_pace(main_dir)
             seconds = ntp_s + per_step * starts[point] + decay_s
