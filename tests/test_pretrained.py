@@ -208,6 +208,6 @@ def test_the_shipped_model_scores_its_cards_stsb(tmp_path) -> None:
         dtype=meta["eval_dtype"],
         generation=False,
     )
-    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    results = json.loads((tmp_path / "report.json").read_text())["results"]
     score = results["shipped"]["STSBenchmark"]["main"]
     assert abs(score - meta["report_suite"]["STSBenchmark"]) <= 0.1
