@@ -66,15 +66,7 @@ def test_schedule_settings_are_checked(bad: dict) -> None:
         GEMTrainingConfig(contrastive_steps=20, **bad)
 
 
-def test_the_pair_pool_is_sized_by_pair_pool_steps(monkeypatch) -> None:
-    asked: list[int] = []
-
-    def fake_pairs(docs, mix, n, **kwargs):
-        asked.append(n)
-        raise _Asked  # enough: the size is what is checked
-
-    monkeypatch.setattr(run, "make_pairs", fake_pairs)
-    monkeypatch.setattr(run, "load_documents", lambda *a, **k: _Docs())
+def test_the_pair_pool_is_sized_by_pair_pool_steps(asked_pairs) -> None:
     for pool, expected in ((None, 20 * 4), (50, 50 * 4)):
         cfg = GEMTrainingConfig(
             contrastive_steps=20,
@@ -83,21 +75,9 @@ def test_the_pair_pool_is_sized_by_pair_pool_steps(monkeypatch) -> None:
             pair_mix={"ict": 1},
             train_data="/x",
         )
-        with pytest.raises(_Asked):
+        with pytest.raises(asked_pairs.error):  # enough: the size is what is checked
             run._contrastive_rows(cfg, None, None, [], "")
-        assert asked[-1] == expected
-
-
-class _Asked(Exception):
-    pass
-
-
-class _Docs:
-    def map(self, fn):
-        return self
-
-    def filter(self, fn):
-        return self
+        assert asked_pairs.calls[-1][0] == expected
 
 
 def test_bf16_on_a_cpu_without_native_bf16_is_named(monkeypatch, caplog) -> None:

@@ -92,7 +92,7 @@ def test_make_pairs_in_topic_batches() -> None:
     assert max(mixed) > 1  # random batches mix topics
 
 
-def test_topic_batches_are_configured_and_not_shuffled(monkeypatch) -> None:
+def test_topic_batches_are_configured_and_not_shuffled(asked_pairs) -> None:
     with pytest.raises(ValueError, match="pair_batches"):
         GEMTrainingConfig(pair_batches="topic")  # the default mix {dropout: 1} has no documents
     with pytest.raises(ValueError, match="pair_batches"):
@@ -103,33 +103,14 @@ def test_topic_batches_are_configured_and_not_shuffled(monkeypatch) -> None:
     args = args_mod.training_args(cfg, Path("/tmp/unused"), 10, 1.0, 8, sequential=stage.ordered)
     assert args.train_sampling_strategy == "sequential"
     assert args_mod.training_args(cfg, Path("/x"), 10, 1.0, 8).train_sampling_strategy == "random"
-    asked: dict = {}
-
-    def fake_pairs(docs, mix, n, **kwargs):
-        asked.update(kwargs)
-        raise _Asked
-
-    monkeypatch.setattr(run, "make_pairs", fake_pairs)
-    monkeypatch.setattr(run, "load_documents", lambda *a, **k: _Docs())
     cfg = GEMTrainingConfig(
         pair_batches="topic", pair_mix={"ict": 1}, contrastive_batch_size=8, n_topics=5,
         train_data="/x",
     )  # fmt: skip
-    with pytest.raises(_Asked):
+    with pytest.raises(asked_pairs.error):
         run._contrastive_rows(cfg, None, None, [], None)
-    assert asked["topic_batch"] == 8 and asked["n_topics"] == 5
-
-
-class _Asked(Exception):
-    pass
-
-
-class _Docs:
-    def map(self, fn):
-        return self
-
-    def filter(self, fn):
-        return self
+    kwargs = asked_pairs.calls[-1][1]
+    assert kwargs["topic_batch"] == 8 and kwargs["n_topics"] == 5
 
 
 class _Gem:
