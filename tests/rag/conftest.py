@@ -47,3 +47,22 @@ def make_docs(folder: Path) -> Path:
 @pytest.fixture
 def docs(tmp_path: Path) -> Path:
     return make_docs(tmp_path / "docs")
+
+
+TWO_FILES = {
+    "a.txt": "paris is the capital of france and berlin is the capital of germany.",
+    "b.txt": "stocks fell sharply today while bonds rose. " * 8,
+}
+
+
+@pytest.fixture
+def two_files():
+    """Writes :data:`TWO_FILES` into a folder (made if missing) and returns it."""
+
+    def write(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in TWO_FILES.items():
+            (folder / name).write_text(text)
+        return folder
+
+    return write

@@ -87,19 +87,6 @@ def test_clear_errors(tiny_llama_dir: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "no readable text" in r.output
 
 
-TWO = {
-    "a.txt": "paris is the capital of france and berlin is the capital of germany.",
-    "b.txt": "stocks fell sharply today while bonds rose. " * 6,
-}
-
-
-def two_files(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in TWO.items():
-        (folder / name).write_text(text)
-    return folder
-
-
 def said(r) -> str:
     """The output on one line (rich wraps long lines at the terminal width)."""
     return " ".join(r.output.split())
@@ -140,7 +127,7 @@ def searchable(q: Path, collection: str = "kb") -> set[str]:
 
 
 def test_reindex_removes_gone_files_and_uses_the_collections_model(
-    tiny_llama_dir: Path, tmp_path: Path, loads: list[str]
+    two_files, tiny_llama_dir: Path, tmp_path: Path, loads: list[str]
 ) -> None:
     docs, q = two_files(tmp_path / "docs"), tmp_path / "q"
     gone = str((docs / "b.txt").resolve())
@@ -158,7 +145,9 @@ def test_reindex_removes_gone_files_and_uses_the_collections_model(
     assert searchable(q) == {str((docs / "a.txt").resolve())}
 
 
-def test_keep_missing_is_said(tiny_llama_dir: Path, tmp_path: Path, loads: list[str]) -> None:
+def test_keep_missing_is_said(
+    two_files, tiny_llama_dir: Path, tmp_path: Path, loads: list[str]
+) -> None:
     docs, q = two_files(tmp_path / "docs"), tmp_path / "q"
     common = ["--collection", "kb", "--qdrant-path", q, "--model", tiny_llama_dir]
     assert index_cmd(docs, *common).exit_code == 0
@@ -170,7 +159,9 @@ def test_keep_missing_is_said(tiny_llama_dir: Path, tmp_path: Path, loads: list[
     assert listing(q, "-c", "kb")["sources"] == before
 
 
-def test_a_new_collection_uses_the_default_model(tmp_path: Path, loads: list[str]) -> None:
+def test_a_new_collection_uses_the_default_model(
+    two_files, tmp_path: Path, loads: list[str]
+) -> None:
     from gemlm.sources import DEFAULT_MODEL
 
     two_files(tmp_path / "docs")
@@ -179,7 +170,7 @@ def test_a_new_collection_uses_the_default_model(tmp_path: Path, loads: list[str
 
 
 def test_bad_inputs_fail_before_any_model_loads(
-    tiny_llama_dir: Path, tmp_path: Path, loads: list[str]
+    two_files, tiny_llama_dir: Path, tmp_path: Path, loads: list[str]
 ) -> None:
     docs, q = two_files(tmp_path / "docs"), tmp_path / "q"
     common = ["--collection", "kb", "--qdrant-path", q, "--model", tiny_llama_dir]
@@ -198,7 +189,7 @@ def test_bad_inputs_fail_before_any_model_loads(
 
 
 def test_skip_missing_indexes_the_rest_and_empty_files_are_reported(
-    tiny_llama_dir: Path, tmp_path: Path, loads: list[str]
+    two_files, tiny_llama_dir: Path, tmp_path: Path, loads: list[str]
 ) -> None:
     docs, q = two_files(tmp_path / "docs"), tmp_path / "q"
     (docs / "empty.txt").write_text("")
@@ -211,9 +202,9 @@ def test_skip_missing_indexes_the_rest_and_empty_files_are_reported(
 
 
 @pytest.mark.parametrize("store", ["edge", "local"])
-def test_list_and_delete(store: str, tiny_llama_dir: Path, tmp_path: Path) -> None:
+def test_list_and_delete(two_files, store: str, tiny_llama_dir: Path, tmp_path: Path) -> None:
     docs, q = two_files(tmp_path / "docs"), tmp_path / "q"
-    a, b = (str((docs / n).resolve()) for n in TWO)
+    a, b = (str(p.resolve()) for p in sorted(docs.iterdir()))  # a.txt, b.txt
     where = ["--qdrant-path", q, "--store", store]
     r = index_cmd(docs, "--collection", "kb", *where[:2], "--model", tiny_llama_dir, store=store)
     assert r.exit_code == 0, r.output

@@ -53,19 +53,6 @@ def test_skips_bad_files_and_rejects_oversized_chunks(tiny_gem, tmp_path: Path) 
             index_paths(tiny_gem, store, "c", [tmp_path], model_id="tiny", chunk_tokens=10_000)
 
 
-TWO = {
-    "a.txt": "paris is the capital of france and berlin is the capital of germany.",
-    "b.txt": "stocks fell sharply today while bonds rose. " * 8,
-}
-
-
-def two_files(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in TWO.items():
-        (folder / name).write_text(text)
-    return folder
-
-
 def sources_found(store: RagStore, collection: str, vector) -> set[str]:
     """The sources of every passage a search can return (top_k = all of them)."""
     hits = store.search(collection, vector, top_k=store.count(collection) + 5)
@@ -78,7 +65,7 @@ def engine(request) -> str:
 
 
 def test_reindexing_a_folder_removes_the_passages_of_files_gone(
-    tiny_gem, engine: str, tmp_path: Path
+    two_files, tiny_gem, engine: str, tmp_path: Path
 ) -> None:
     folder = two_files(tmp_path / "docs")
     gone = str((folder / "b.txt").resolve())
@@ -97,7 +84,7 @@ def test_reindexing_a_folder_removes_the_passages_of_files_gone(
         assert (third.gone_files, third.gone_passages) == ([], 0)
 
 
-def test_keep_missing_keeps_them_and_counts_them(tiny_gem, tmp_path: Path) -> None:
+def test_keep_missing_keeps_them_and_counts_them(two_files, tiny_gem, tmp_path: Path) -> None:
     folder = two_files(tmp_path / "docs")
     gone = str((folder / "b.txt").resolve())
     with RagStore(tmp_path / "q") as store:
@@ -111,7 +98,7 @@ def test_keep_missing_keeps_them_and_counts_them(tiny_gem, tmp_path: Path) -> No
 
 
 def test_only_files_under_the_indexed_folders_and_really_gone_are_removed(
-    tiny_gem, tmp_path: Path
+    two_files, tiny_gem, tmp_path: Path
 ) -> None:
     folder = two_files(tmp_path / "docs")
     other = two_files(tmp_path / "other")
@@ -126,7 +113,9 @@ def test_only_files_under_the_indexed_folders_and_really_gone_are_removed(
         assert store.sources("c") == before  # nothing lost
 
 
-def test_an_emptied_file_is_reported_and_loses_its_passages(tiny_gem, tmp_path: Path) -> None:
+def test_an_emptied_file_is_reported_and_loses_its_passages(
+    two_files, tiny_gem, tmp_path: Path
+) -> None:
     folder = two_files(tmp_path / "docs")
     emptied = folder / "b.txt"
     with RagStore(tmp_path / "q") as store:
@@ -138,7 +127,7 @@ def test_an_emptied_file_is_reported_and_loses_its_passages(tiny_gem, tmp_path: 
         assert list(store.sources("c")) == [str((folder / "a.txt").resolve())]
 
 
-def test_missing_paths_raise_unless_skipped(tiny_gem, tmp_path: Path) -> None:
+def test_missing_paths_raise_unless_skipped(two_files, tiny_gem, tmp_path: Path) -> None:
     folder = two_files(tmp_path / "docs")
     typo = tmp_path / "dcos"
     with pytest.raises(MissingPaths, match=f"no such file or folder: {typo}, {typo}.txt"):
