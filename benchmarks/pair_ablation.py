@@ -8,6 +8,7 @@ whose report exists is not re-scored; a killed run continues from its checkpoint
 
     python -m benchmarks.pair_ablation [--arms dropout ict title crop mix] [--mix ict=1,crop=1]
         [--stage1-from runs/smollm2-135m-cpu-v2] [--variant NAME key=value ...]
+        [--as-shipped] [--curve-point NAME POINT] [--out FILE.json]
 
 A ``--variant`` is a further arm: the base recipe with the given overrides (e.g. another
 ``pair_mix`` or learning rate); it is listed after the pair-source arms.
@@ -32,6 +33,7 @@ from benchmarks._common import (
     stage_runtime,
     write_result,
 )
+from benchmarks.scaling_curve import bf16_model
 from gemlm.evaluation.run import evaluate
 from gemlm.training.config import GEMTrainingConfig
 from gemlm.training.run import train
@@ -71,6 +73,16 @@ def arm_overrides(
     return [o for o in over if o.split("=", 1)[0] not in keys] + extra  # a variant's keys win
 
 
+def curve_row(point: str, curve: Path = RESULTS / "scaling_curve.json") -> dict:
+    """A scaling-curve point as an arm's row: its scores and train time, the point named."""
+    row = json.loads(curve.read_text())["points"][point]
+    return {
+        "overrides": [f"scaling curve point {point}: {row['model']}"],
+        "train_seconds": round(row["train_minutes"] * 60, 1),
+        **{task: row[task] for task in TASKS if task in row},
+    }
+
+
 def stage_seconds(run: Path) -> float:
     """Training time of a run's stages (the Trainer's ``train_runtime``, no evaluation)."""
     return round(sum(stage_runtime(log)[0] for log in run.glob("stage*/log_history.json")), 1)
@@ -98,13 +110,28 @@ def main() -> None:
         metavar=("NAME", "KEY=VALUE"),
         help="a further arm: the --mix recipe with these overrides (repeatable)",
     )
+    ap.add_argument(
+        "--as-shipped",
+        action="store_true",
+        help="score each arm with its adapter cast to bf16, as tools/ship_model.py ships it "
+        "(the scaling curve's scoring)",
+    )
+    ap.add_argument(
+        "--curve-point",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "POINT"),
+        help="a row taken from benchmarks/results/scaling_curve.json (e.g. random x1: the same "
+        "recipe and budget with random batches), not retrained (repeatable)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "pair_ablation.json")
     args = ap.parse_args()
     mix = parse_mix(args.mix)
     variants = {name: list(over) for name, *over in args.variant}
     command = command_line()
 
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict] = {name: curve_row(point) for name, point in args.curve_point}
     for arm in [*args.arms, *variants]:
         folder = args.runs / arm
         over = arm_overrides(arm, mix, folder, args.passage_len, variants)
@@ -119,7 +146,8 @@ def main() -> None:
             train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
         report = folder / "report.json"  # written with report.md beside it
         if not report.exists():
-            model = f"{arm}=gem:{folder / 'model'}"
+            model = folder / "model"
+            model = f"{arm}=gem:{bf16_model(model) if args.as_shipped else model}"
             evaluate(
                 [model], "report", report.with_suffix(".md"), generation=False, command=command
             )

@@ -16,17 +16,23 @@ them per text, so ``mean:``, ``wmean:`` and ``last:`` of the same base cost one 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..embedding_format import EmbeddingFormat
 from .batching import length_batches
 
 POOLINGS = ("mean", "wmean", "last")
 PROMPTEOL = ('This sentence : "', '" means in one word:"')
+# PromptEOL's input, built by the one builder GEM's input uses: BOS, template, the cut that keeps
+# the suffix; no GEM tokens, so the last token is the suffix's last
+PROMPTEOL_FORMAT = EmbeddingFormat(
+    prompts={"document": PROMPTEOL[0]}, default_prompt_name="document", readout_suffix=PROMPTEOL[1]
+)
 KINDS = ("gem", *POOLINGS, "prompteol", "st")
 
 
@@ -111,12 +117,9 @@ class BaseLM:
         self.cache: dict[tuple[bool, str], dict[str, np.ndarray]] = {}
 
     def _ids(self, texts: list[str], prompteol: bool) -> list[list[int]]:
-        tok = self.tokenizer
-        if not prompteol:
-            return [x[: self.max_length] for x in tok(texts, add_special_tokens=True)["input_ids"]]
-        suffix = tok(PROMPTEOL[1], add_special_tokens=False)["input_ids"]
-        ids = tok([PROMPTEOL[0] + t for t in texts], add_special_tokens=True)["input_ids"]
-        return [x[: self.max_length - len(suffix)] + suffix for x in ids]
+        fmt = PROMPTEOL_FORMAT if prompteol else EmbeddingFormat()
+        fmt = replace(fmt, max_length=self.max_length)  # no GEM tokens: the last token is read
+        return fmt.build(texts, tokenizer=self.tokenizer).ids
 
     def embed(self, texts: list[str], pooling: str, prompteol: bool = False) -> np.ndarray:
         """(N, D) float32 embeddings (not normalised; cosine similarity is used downstream)."""
