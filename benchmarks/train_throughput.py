@@ -1,8 +1,23 @@
-"""Training-step time: the previous training forward ("current") vs today's GEMTrainingModule
-("new"), for both stages and both adapter scopes, on the same batches, in one process.
+"""Training-step time: the training forward of ``--baseline`` ("current", 99de8ee: before the
+fast paths) vs this tree's GEMTrainingModule ("new"), both stages and both adapter scopes, on
+the same batches.
 
-One LoRA model (r=16 + the GEM rows, bf16 autocast, AdamW), the gate attached for
-``special_only`` and removed for ``all``. Kinds are interleaved over rounds, best round kept.
+    python -m benchmarks.train_throughput [--baseline 99de8ee] [--steps 3] [--rounds 2]
+        [--micro-batch 32] [--seed 2] [--out FILE.json]
+
+What runs where, as in ``engine_parity``: this process builds the batches once with today's
+collators and saves them (``torch.save``, with the model name and the settings) to a temporary
+folder; ``--baseline`` is checked out into a temporary ``git worktree add --detach``; child
+processes (``_train_child.py``, run by path with ``PYTHONPATH=<tree>``) load the model with
+*that tree's* ``gemlm``, apply its ``apply_lora`` (r=16 + the GEM rows) and time AdamW steps of
+its ``GEMTrainingModule`` under bf16 autocast. The baseline child runs the "current" kinds,
+this tree's child the "new" ones, alternating B N N B ... over ``--rounds`` (one timed round
+per child after a one-step warm-up of every kind); the best round per kind is kept, and the
+worktree is removed in ``finally``. Each side's first child also computes the loss of every
+kind's first batch at the initial weights: the ``all`` kinds must agree across the two trees
+(``first_step_loss``; one forward of a different shape under bf16 autocast, so equal to ~1e-3,
+not bit for bit; ``tests/benchmarks/test_train_throughput.py`` checks them, and two steps of
+losses, in float32 on a tiny model).
 
 * mixed NTP: 8 x 256-token Wikipedia chunks, 20% of rows with the GEM token (reconstruction).
   ``current`` = one forward over every row + logits everywhere; ``new`` = logits only where a
@@ -10,85 +25,165 @@ One LoRA model (r=16 + the GEM rows, bf16 autocast, AdamW), the gate attached fo
   The same-batch ratio for special_only is large because most rows carry no gradient; the
   ``all GEM rows`` kinds (every row gets the token, what special_only recipes now train on)
   compare the cost per gradient-carrying row.
-* contrastive: 32 sentence pairs (<= 48 tokens), PromptEOL template, alpha 0.9 (current) as in
-  the v1 recipes. ``new`` = length-sorted micro-batches (all) / the text without autograd and
-  only the GEM token with grad (special_only, where the NTP term is inert and skipped).
+* contrastive: 32 sentence pairs (<= 48 tokens), PromptEOL template, alpha 0.9 as in the v1
+  recipes. ``new`` = length-sorted micro-batches (all) / the text without autograd and only the
+  GEM token with grad (special_only, where the NTP term is inert and skipped).
 
 ``bf16 base`` kinds run a second model, gated for good, whose frozen base Linear weights are
 stored in bf16 as the special_only recipes do (``bf16_frozen_linears``: bit-identical results).
-
-    python -m benchmarks.train_throughput [--steps 3] [--rounds 2] [--out FILE.json]
+The "new" variants (``frozen_text``, ``micro_batch``, ``mask_dtype``, ``bf16_frozen_linears``)
+do not exist in 99de8ee, so they run on this tree only; a ``--baseline`` that has them could run
+them too, but the script sends the baseline only the "current" kinds (the plain module, which
+every tree has).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
-from functools import partial
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers.utils import logging as hf_logging
 
 from benchmarks._common import (
     RESULTS,
-    best_of,
+    ROOT,
     collate_batches,
-    train_steps,
+    command_line,
     wiki_texts,
     write_result,
 )
-from gemlm.adapter import SpecialGate
-from gemlm.embedding import readout
-from gemlm.masking import special_states
+from benchmarks.engine_parity import tree_env
 from gemlm.model import GEMModel
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
 from gemlm.training.data import tokenize_and_chunk, tokenize_texts
-from gemlm.training.losses import LogitScale, info_nce, ntp_loss
-from gemlm.training.module import GEMTrainingModule, bf16_frozen_linears
-from gemlm.training.trainer import apply_lora
 
+CHILD = Path(__file__).resolve().parent / "_train_child.py"
+BASELINE = "99de8ee"  # GEMTrainingModule.forward before the fast paths (dbb0d6a added them)
 PROMPT, SUFFIX = 'This sentence : "', '" means in one word:"'
+SIDES = ("baseline", "new")
 
 
-class CurrentModule(torch.nn.Module):
-    """The "current" column: the training forward before the fast paths, kept here on purpose
-    as the baseline the new path is timed against (it no longer exists in ``gemlm``).
+def kinds(micro_batch: int, mask_dtype: str = "bfloat16") -> dict[str, dict[str, Any]]:
+    """Every timed kind by its result key ``stage / scope / variant``: which batches, which
+    ``GEMTrainingModule`` options (its keyword arguments; ``mask_dtype`` by torch name), whether
+    it runs on the bf16-base model, and on which side (``current`` variants: the baseline)."""
+    bf = {"mask_dtype": mask_dtype}
+    frozen = {"frozen_text": True, "micro_batch": micro_batch, **bf}
+    frozen16 = {**frozen, "mask_dtype": "bfloat16"}  # bf16 weights run under autocast only
+    rows: list[tuple[str, str, str, str, dict[str, Any]]] = [
+        ("ntp", "all", "current", "ntp", {}),
+        ("ntp", "all", "new", "ntp", bf),
+        ("ntp", "special_only", "current", "ntp", {}),
+        ("ntp", "special_only", "new", "ntp", frozen),
+        ("ntp", "special_only", "current, all GEM rows", "every", {}),
+        ("ntp", "special_only", "new, all GEM rows", "every", frozen),
+        ("ntp", "special_only", "new, all GEM rows, bf16 base", "every", frozen16),
+        ("contrastive", "all", "current", "con", {"alpha": 0.9}),
+        ("contrastive", "all", "new", "con", {"alpha": 0.9, "micro_batch": micro_batch, **bf}),
+        ("contrastive", "special_only", "current", "con", {"alpha": 0.9}),
+        ("contrastive", "special_only", "new", "con", frozen),
+        ("contrastive", "special_only", "new, bf16 base", "con", frozen16),
+    ]
+    return {
+        f"{stage} / {scope} / {variant}": {
+            "name": f"{stage} / {scope} / {variant}",
+            "stage": stage,
+            "scope": scope,
+            "batches": batches,
+            "options": options,
+            "bf16_base": "bf16 base" in variant,
+            "side": "baseline" if variant.startswith("current") else "new",
+        }
+        for stage, scope, variant, batches, options in rows
+    }
 
-    It is ``GEMTrainingModule.forward`` of commit 99de8ee (``gemlm/training/trainer.py``, the
-    parent of dbb0d6a, which added the fast paths), logic unchanged: one forward over every
-    row, the LM head on every position, alpha < 1 adds NTP on the anchors. Only its logged
-    parts are dropped, and ``readout(..., normalize=False)`` stands for 99de8ee's
-    ``special_readout`` (the same mean over the special positions; today's casts the states to
-    float32 first, a (2B, k, D) cast that is nothing beside the forward). It runs
-    on today's batches, LoRA model and optimizer, so the two columns differ only in the forward
-    path; ``tests/benchmarks/test_train_throughput.py`` checks that both give the same loss.
-    """
 
-    def __init__(self, lm, logit_scale=None, alpha=1.0):
-        super().__init__()
-        self.lm, self.logit_scale, self.alpha = lm, logit_scale, alpha
+@contextmanager
+def baseline_tree(revision: str) -> Iterator[Path]:
+    """``revision`` checked out in a temporary detached worktree, removed on the way out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=ROOT,
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                           capture_output=True)  # fmt: skip
 
-    def forward(self, input_ids, attention_mask, position_ids, segments, labels):
-        common = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
-        if self.logit_scale is None:
-            return {"loss": ntp_loss(self.lm(**common, use_cache=False).logits, labels)}
-        hidden = self.lm.get_decoder()(**common, use_cache=False).last_hidden_state
-        emb = readout(special_states(hidden, segments), normalize=False)
-        B = emb.shape[0] // 2
-        loss = self.alpha * info_nce(emb[:B], emb[B:], self.logit_scale())["loss"]
-        if self.alpha < 1:
-            logits = self.lm.get_output_embeddings()(hidden[:B])
-            loss = loss + (1 - self.alpha) * ntp_loss(logits, labels[:B])
-        return {"loss": loss}
+
+def save_inputs(path: Path, batches: dict[str, list[dict]], **settings: Any) -> Path:
+    """The children's inputs: the batches by name and the settings (``model``, ``special_ids``,
+    ``r``, ``lora_alpha``, ``lora_b_std``, ``lr``, ``autocast``)."""
+    torch.save({"batches": batches, "settings": settings}, path)
+    return path
+
+
+def run_child(
+    tree: Path,
+    inputs: Path,
+    kind_list: list[dict[str, Any]],
+    out: Path,
+    *,
+    warmup: int = 1,
+    first_loss: bool = False,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """One timed round of ``kind_list`` in a child importing ``gemlm`` from ``tree``
+    (``threads``: torch threads of the child, 0 for torch's default)."""
+    spec = out.with_suffix(".kinds.json")
+    spec.write_text(json.dumps(kind_list), encoding="utf-8")
+    cmd = [sys.executable, str(CHILD), "--tree", str(tree), "--inputs", str(inputs)]
+    cmd += ["--kinds", str(spec), "--out", str(out), "--warmup", str(warmup)]
+    cmd += ["--threads", str(threads)] + (["--first-loss"] if first_loss else [])
+    done = subprocess.run(cmd, env=tree_env(tree), cwd=tree, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{tree}: child failed:\n{done.stderr[-3000:]}")
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def build_batches(model: str, steps: int, seed: int) -> tuple[dict[str, list[dict]], list[int]]:
+    """Today's collators over Wikipedia: mixed NTP (``ntp``), every row a GEM row (``every``),
+    contrastive pairs (``con``); and the GEM token ids they use."""
+    gem = GEMModel.from_pretrained(model, dtype="float32")  # its tokenizer and GEM ids
+    tok = gem.tokenizer
+    texts = wiki_texts("AA/wiki_00")
+    chunks = tokenize_and_chunk(texts, tok, 256)["input_ids"][: 8 * steps]
+    sents = tokenize_texts(texts.select(range(32 * steps)), tok, 48, prompt=PROMPT)["input_ids"]
+    common = dict(special_ids=gem.special_ids, pad_id=gem.pad_id, mask_dtype=torch.bfloat16, seed=0)
+    mixed = GEMCollator(gem_prob=0.2, format="reconstruction", **{**common, "seed": seed})
+    every = GEMCollator(gem_prob=1.0, format="reconstruction", **common)
+    suffix = tok(SUFFIX, add_special_tokens=False)["input_ids"]
+    protect = len(tok(PROMPT)["input_ids"])
+    pairs = ContrastiveCollator(dropout=0.1, protect=protect, suffix_ids=suffix, **common)
+    batches = {
+        "ntp": collate_batches(mixed, chunks, 8),
+        "every": collate_batches(every, chunks, 8),
+        "con": collate_batches(pairs, sents, 32),
+    }
+    return batches, gem.special_ids
+
+
+def short_rev(revision: str) -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout.strip()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", default=BASELINE, help="git revision of the 'current' column")
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per kind per round")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="children per side, alternating")
     ap.add_argument("--micro-batch", type=int, default=32, help="contrastive rows per forward")
     ap.add_argument(
         "--seed",
@@ -101,122 +196,85 @@ def main() -> None:
     args = ap.parse_args()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    torch.manual_seed(0)
 
-    gem = GEMModel.from_pretrained(args.model, dtype="float32")
-    tok = gem.tokenizer
-    lm = apply_lora(gem.model, gem.special_ids, r=16, alpha=32, dropout=0.0)
-    texts = wiki_texts("AA/wiki_00")
-    n = args.steps
-    chunks = tokenize_and_chunk(texts, tok, 256)["input_ids"][: 8 * n]
-    sents = tokenize_texts(texts.select(range(32 * n)), tok, 48, prompt=PROMPT)["input_ids"]
-    common = dict(special_ids=gem.special_ids, pad_id=gem.pad_id, mask_dtype=torch.bfloat16, seed=0)
-    mixed = GEMCollator(gem_prob=0.2, format="reconstruction", **{**common, "seed": args.seed})
-    every = GEMCollator(gem_prob=1.0, format="reconstruction", **common)
-    suffix = tok(SUFFIX, add_special_tokens=False)["input_ids"]
-    protect = len(tok(PROMPT)["input_ids"])
-    pairs = ContrastiveCollator(dropout=0.1, protect=protect, suffix_ids=suffix, **common)
-
-    ntp_b, every_b = collate_batches(mixed, chunks, 8), collate_batches(every, chunks, 8)
-    con_b = collate_batches(pairs, sents, 32)
-    scale = LogitScale()
-    bf = torch.bfloat16
-    # what the recipes run for special_only: a second copy, gated for good, its frozen base
-    # Linear weights stored in bf16 (bit-identical under autocast, see bf16_frozen_linears)
-    gem16 = GEMModel.from_pretrained(args.model, dtype="float32")
-    lm16 = apply_lora(gem16.model, gem16.special_ids, r=16, alpha=32, dropout=0.0)
-    SpecialGate(lm16, gem16.special_ids)
-    bf16_frozen_linears(lm16)
-    scale16 = LogitScale()
-
-    def frozen(model, logit_scale=None):
-        return lambda: GEMTrainingModule(
-            model,
-            logit_scale,
-            frozen_text=True,
-            micro_batch=args.micro_batch,
-            mask_dtype=bf,
+    batches, special_ids = build_batches(args.model, args.steps, args.seed)
+    table = kinds(args.micro_batch)
+    per_side = {s: [k for k in table.values() if k["side"] == s] for s in SIDES}
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in SIDES}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = save_inputs(
+            Path(tmp) / "inputs.pt",
+            batches,
+            model=args.model,
+            special_ids=special_ids,
+            r=16,
+            lora_alpha=32,
+            lora_b_std=0.0,
+            lr=1e-5,
+            autocast=True,
         )
+        with baseline_tree(args.baseline) as base:
+            trees = {"baseline": base, "new": ROOT}
+            for r in range(args.rounds):
+                for side in SIDES if r % 2 == 0 else SIDES[::-1]:
+                    out = Path(tmp) / f"{side}{r}.json"
+                    res = run_child(trees[side], inputs, per_side[side], out, first_loss=r == 0)
+                    results[side].append(res)
+                    for name, secs in res["seconds_per_step"].items():
+                        print(f"round {r} {side}: {name:48s} {secs[0]:6.2f} s/step", flush=True)
 
-    frozen_ntp, frozen_con = frozen(lm), frozen(lm, scale)
-    # (stage, scope, variant) -> (module factory, batches); special_only modules need the gate
-    kinds = {
-        ("ntp", "all", "current"): (lambda: CurrentModule(lm), ntp_b),
-        ("ntp", "all", "new"): (lambda: GEMTrainingModule(lm, mask_dtype=bf), ntp_b),
-        ("ntp", "special_only", "current"): (lambda: CurrentModule(lm), ntp_b),
-        ("ntp", "special_only", "new"): (frozen_ntp, ntp_b),
-        ("ntp", "special_only", "current, all GEM rows"): (lambda: CurrentModule(lm), every_b),
-        ("ntp", "special_only", "new, all GEM rows"): (frozen_ntp, every_b),
-        ("ntp", "special_only", "new, all GEM rows, bf16 base"): (frozen(lm16), every_b),
-        ("contrastive", "all", "current"): (lambda: CurrentModule(lm, scale, 0.9), con_b),
-        ("contrastive", "all", "new"): (
-            lambda: GEMTrainingModule(lm, scale, 0.9, micro_batch=args.micro_batch, mask_dtype=bf),
-            con_b,
-        ),
-        ("contrastive", "special_only", "current"): (lambda: CurrentModule(lm, scale, 0.9), con_b),
-        ("contrastive", "special_only", "new"): (frozen_con, con_b),
-        ("contrastive", "special_only", "new, bf16 base"): (frozen(lm16, scale16), con_b),
+    best = {
+        name: min(s for res in results[k["side"]] for s in res["seconds_per_step"][name])
+        for name, k in table.items()
     }
-    trainable = [*lm.parameters(), *scale.parameters(), *lm16.parameters(), *scale16.parameters()]
-    opt = torch.optim.AdamW([p for p in trainable if p.requires_grad], lr=1e-5)
-    gate: list[SpecialGate | None] = [None]
-    modules: dict = {}
+    first = {
+        name: next(res["first_loss"][name] for res in results[k["side"]] if "first_loss" in res)
+        for name, k in table.items()
+    }
 
-    def run(kind: tuple[str, str, str]) -> float:
-        """Seconds per step of one kind (setting the gate and building the module not timed)."""
-        if "bf16 base" in kind[2]:
-            pass  # lm16 is gated for good; the shared lm's gate state does not matter
-        elif kind[1] == "special_only" and gate[0] is None:
-            gate[0] = SpecialGate(lm, gem.special_ids)
-        if kind[1] == "all" and gate[0] is not None:
-            gate[0].remove()
-            gate[0] = None
-        factory, batches = kinds[kind]
-        module = modules.setdefault(kind, factory())
-        t = time.perf_counter()
-        train_steps(module, batches, opt)
-        return (time.perf_counter() - t) / len(batches)
+    def ratio(current: str, new: str) -> float:
+        return round(best[current] / best[new], 2)
 
-    # the warm-up also builds each module under the right gate state
-    best = best_of(
-        {kind: partial(run, kind) for kind in kinds},
-        args.rounds,
-        self_timed=True,
-        show=lambda kind, dt: f"{' / '.join(kind):42s} {dt:6.2f} s/step",
-    )
-
-    def ratio(stage: str, scope: str, variant: str = "new") -> float:
-        return round(best[(stage, scope, "current")] / best[(stage, scope, variant)], 2)
-
-    gem_rows = sum(int((b["segments"] == 2).any(1).sum()) for b in ntp_b)
+    ntp_sp, con_sp = "ntp / special_only / ", "contrastive / special_only / "
+    gem_rows = sum(int((b["segments"] == 2).any(1).sum()) for b in batches["ntp"])
+    n = args.steps
     report = {
         "model": args.model,
-        "setup": "LoRA r=16 + GEM rows, bf16 autocast, AdamW, CPU; best of rounds, interleaved",
-        "torch_threads": torch.get_num_threads(),
+        "setup": "LoRA r=16 + GEM rows, bf16 autocast, AdamW, CPU; 'current' = GEMTrainingModule "
+        "of --baseline (a git worktree), 'new' = this tree's; one child process per side and "
+        "round, alternating; best round per kind",
+        "baseline": short_rev(args.baseline),
+        "new": short_rev("HEAD"),
+        "command": command_line(),
+        "torch_threads": results["new"][0]["torch_threads"],
         "steps_per_round": n,
         "rounds": args.rounds,
         "ntp_batch": f"8 x 256 tokens, {gem_rows}/{8 * n} rows with the GEM token",
         "contrastive_batch": "32 pairs of <= 48-token sentences + PromptEOL template",
         "contrastive_micro_batch": args.micro_batch,
-        "seconds_per_step": {" / ".join(k): round(v, 3) for k, v in best.items()},
+        "seconds_per_step": {name: round(v, 3) for name, v in best.items()},
         "speedup_current_over_new": {
-            "ntp / all": ratio("ntp", "all"),
-            "ntp / special_only": ratio("ntp", "special_only"),
-            "ntp / special_only, all-GEM batches": round(
-                best[("ntp", "special_only", "current, all GEM rows")]
-                / best[("ntp", "special_only", "new, all GEM rows")],
-                2,
+            "ntp / all": ratio("ntp / all / current", "ntp / all / new"),
+            "ntp / special_only": ratio(ntp_sp + "current", ntp_sp + "new"),
+            "ntp / special_only, all-GEM batches": ratio(
+                ntp_sp + "current, all GEM rows", ntp_sp + "new, all GEM rows"
             ),
-            "ntp / special_only, all-GEM batches, bf16 base": round(
-                best[("ntp", "special_only", "current, all GEM rows")]
-                / best[("ntp", "special_only", "new, all GEM rows, bf16 base")],
-                2,
+            "ntp / special_only, all-GEM batches, bf16 base": ratio(
+                ntp_sp + "current, all GEM rows", ntp_sp + "new, all GEM rows, bf16 base"
             ),
-            "contrastive / all": ratio("contrastive", "all"),
-            "contrastive / special_only": ratio("contrastive", "special_only"),
+            "contrastive / all": ratio("contrastive / all / current", "contrastive / all / new"),
+            "contrastive / special_only": ratio(con_sp + "current", con_sp + "new"),
             "contrastive / special_only, bf16 base": ratio(
-                "contrastive", "special_only", "new, bf16 base"
+                con_sp + "current", con_sp + "new, bf16 base"
             ),
+        },
+        # the all-scope kinds compute one loss on both trees (special_only "new" drops terms
+        # without gradient, so its loss is another number by design)
+        "first_step_loss": {name: round(v, 5) for name, v in first.items()},
+        "first_step_loss_rel_diff": {
+            f"{stage} / all": abs(first[f"{stage} / all / current"] - first[f"{stage} / all / new"])
+            / abs(first[f"{stage} / all / new"])
+            for stage in ("ntp", "contrastive")
         },
     }
     print(json.dumps(write_result(args.out, report), indent=2))
