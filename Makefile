@@ -37,13 +37,14 @@ test-slow: setup
 
 # The slow Ray tests (an interrupted run resumed, a two-node cluster by address): ~2 min.
 test-ray: $(STAMP)
-	$(PY) -m pytest -q -m slow tests/test_distributed.py
+	$(PY) -m pytest -q -m slow tests/distributed
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gemlm tests benchmarks tools
 	$(VENV)/bin/ruff format --check gemlm tests benchmarks tools
 	$(VENV)/bin/lint-imports
 	$(PY) tools/front_contract.py
+	$(PY) tools/local_imports.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix gemlm tests benchmarks

@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 from . import masking, packing
 from .adapter import head_tail_forward
 from .embedding_format import EmbeddingFormat, Input
 
 if TYPE_CHECKING:
-    from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from .config import GEMConfig
 
@@ -175,8 +177,6 @@ class EmbeddingEngine:
             return torch.empty(0, self.dim)
         if packed and not self.gated:
             return self.forward_packed(batch, row_tokens, max_tokens)
-        from tqdm.auto import tqdm
-
         order = sorted(range(len(batch)), key=lambda i: -len(batch[i]))  # longest first
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         out: list[torch.Tensor] = [torch.empty(0)] * len(batch)
@@ -271,8 +271,6 @@ class EmbeddingEngine:
         The text's cache entries are those of the plain causal LM (a gated adapter leaves the
         text positions to the base model), so generation may continue from them.
         """
-        from transformers import DynamicCache
-
         built = self.format.build([text_ids], tokenizer=self.tokenizer)
         if built.cut:
             raise ValueError(

@@ -11,6 +11,7 @@ text through the template.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -84,8 +85,6 @@ def _appending_tokenizer(gem: GEMModel):
     """A copy of the tokenizer that appends the readout suffix + GEM token after every
     (truncated) text, keeping whatever the tokenizer adds in front (BOS): the model's
     :class:`~gemlm.embedding_format.EmbeddingFormat` as a post-processor."""
-    import copy
-
     tok = copy.deepcopy(gem.tokenizer)
     tok.chat_template = None
     fmt = gem.config.embedding_format

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .. import __version__
 from .embed import embed
 from .eval import eval_cmd
 from .models import chat_cmd, demo, generate, info, similarity
@@ -24,8 +25,6 @@ def package_version() -> str:
     try:
         return version("gemlm")
     except PackageNotFoundError:  # pragma: no cover - not installed
-        from .. import __version__
-
         return __version__
 
 

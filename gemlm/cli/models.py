@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..sources import DEFAULT_MODEL
+from ..sources import DEFAULT_MODEL, is_gemlm_folder, resolve
 from .options import DtypeOpt, ModelOpt, console, load
 
 DEMO_SENTENCES = [
@@ -153,8 +153,6 @@ def chat_cmd(
 
 def demo(model: ModelOpt = DEFAULT_MODEL, dtype: DtypeOpt = "auto") -> None:
     """One model, both jobs: embed a few sentences, then answer a question."""
-    from ..sources import is_gemlm_folder, resolve
-
     m = load(model, dtype)
     console.rule(f"[bold]{model}[/bold]: {m.info()['parameters']:,} parameters, {m.dtype}")
     emb = m.encode(DEMO_SENTENCES)

@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..rag.types import RagError
+from ..sources import DEFAULT_MODEL
 from .options import (
     ActorsOpt,
     AddressOpt,
@@ -60,9 +62,6 @@ def read_index_inputs(paths: list[Path], skip_missing: bool, keep_missing: bool)
 
 def index_model(db: RagStore, collection: str, model: str | None) -> str:
     """``--model``, else the model the collection was built with, else the default alias."""
-    from ..rag.store import RagError
-    from ..sources import DEFAULT_MODEL
-
     if model:
         return model
     if not db.exists(collection):
@@ -182,7 +181,7 @@ def index(
     files that are gone (--keep-missing keeps them); a file emptied loses its passages.
     """
     from ..rag.indexing import finish_index, index_paths, start_report
-    from ..rag.store import RagError, model_id_for
+    from ..rag.store import model_id_for
 
     inputs = read_index_inputs(paths, skip_missing, keep_missing)
     with open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
@@ -261,7 +260,7 @@ def ask(
 ) -> None:
     """Retrieve passages for a question and answer from them with citations (streamed)."""
     from ..rag.ask import RagEngine
-    from ..rag.store import RagError, model_id_for
+    from ..rag.store import model_id_for
 
     with open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
         try:

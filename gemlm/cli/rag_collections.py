@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..rag.types import RagError
 from .options import (
     CollectionOpt,
     QdrantApiKeyOpt,
@@ -35,7 +36,7 @@ def plural(n: int, word: str) -> str:
 def open_store(
     qdrant_path: Path | None, qdrant_url: str | None, api_key: str | None, store: str
 ) -> RagStore:
-    from ..rag.store import RagError, RagStore
+    from ..rag.store import RagStore
 
     try:
         return RagStore(path=qdrant_path, url=qdrant_url, api_key=api_key, engine=store)
@@ -58,8 +59,6 @@ def list_(
     store: StoreOpt = "edge",
 ) -> None:
     """List the collections (model, passages, sources), or one collection's sources."""
-    from ..rag.store import RagError
-
     with open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
         if collection is None:
             rows = [collection_row(db, name) for name in db.collections()]
@@ -78,8 +77,6 @@ def collection_row(db: RagStore, name: str, strict: bool = False) -> dict[str, A
     A collection that cannot be read (damaged, open in another process) gives its error in
     ``error`` unless ``strict``, so one bad collection does not hide the others.
     """
-    from ..rag.store import RagError
-
     try:
         identity = db.identity(name)
         sources = db.sources(name)
@@ -158,8 +155,6 @@ def delete(
     store: StoreOpt = "edge",
 ) -> None:
     """Delete one or more sources' passages from a collection, or the whole collection."""
-    from ..rag.store import RagError
-
     with open_store(qdrant_path, qdrant_url, qdrant_api_key, store) as db:
         try:
             if source:
@@ -172,8 +167,6 @@ def delete(
 
 def match_sources(given: list[str], stored: dict[str, int], collection: str) -> list[str]:
     """The stored sources ``given`` names (as stored, or as a path); all of them or an error."""
-    from ..rag.store import RagError
-
     found, unknown = [], []
     for name in given:
         path = str(Path(name).expanduser().resolve())
@@ -198,8 +191,6 @@ def delete_sources(db: RagStore, collection: str, given: list[str]) -> None:
 
 
 def drop_collection(db: RagStore, collection: str, yes: bool) -> None:
-    from ..rag.store import RagError
-
     if not db.exists(collection):
         raise db.missing(collection)
     if not yes:

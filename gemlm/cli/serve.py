@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..rag.types import RagError
 from ..sources import DEFAULT_MODEL
 from .options import (
     DtypeOpt,
@@ -65,7 +66,7 @@ def serve(
     engine = None
     if rag_collection:
         from ..rag.ask import RagEngine
-        from ..rag.store import RagError, RagStore, model_id_for
+        from ..rag.store import RagStore, model_id_for
 
         try:
             db = RagStore(path=qdrant_path, url=qdrant_url, engine=store)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from ..sources import ModelSourceError, resolve
 from .inputs import RAY_INSTALL_HINT, EngineError
 from .parts import embeddings_table
 
@@ -69,8 +71,6 @@ class Embedder:
         self.load_s = time.perf_counter() - start  # reported once, with the first rows
 
     def __call__(self, batch: Any) -> Any:
-        import pyarrow as pa
-
         start = time.perf_counter()
         ids, texts = self._fresh(batch)
         table = embeddings_table(ids, texts, self._encode(texts))
@@ -130,8 +130,6 @@ def check_model(name: str) -> None:
     For an alias this also builds the local cache once here, before actors on this machine
     race to build it.
     """
-    from ..sources import ModelSourceError, resolve
-
     try:
         resolve(name)
     except ModelSourceError as exc:

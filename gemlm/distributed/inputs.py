@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from ..rag.documents import ID_NAMESPACE  # light: Ray read workers import this module
 
 RAY_INSTALL_HINT = 'pip install "gemlm[ray]"'
@@ -72,8 +74,6 @@ def parse_line(line: str, kind: str, path: str) -> tuple[str, str] | None:
 
 def _prepare(batch: Any, kind: str) -> Any:
     """Ray map over Arrow batches: raw lines (+ their file) -> rows (id, text)."""
-    import pyarrow as pa
-
     pairs = zip(batch.column("text").to_pylist(), batch.column("path").to_pylist(), strict=True)
     rows = [r for r in (parse_line(line, kind, path) for line, path in pairs) if r is not None]
     return pa.table(

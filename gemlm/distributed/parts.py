@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..atomic import write_json_atomic
 from .inputs import EngineError
@@ -74,9 +76,6 @@ def check_manifest(out: Path, meta: dict[str, Any]) -> None:
 
 def written_ids(out: Path) -> set[str]:
     """Every id in the complete parts of ``out``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     ids: set[str] = set()
     for f in sorted(out.glob(PART_GLOB)):
         try:
@@ -88,15 +87,11 @@ def written_ids(out: Path) -> set[str]:
 
 def _dump_table(table: Any, fh: Any) -> None:
     """Parquet bytes of ``table`` into an open file (the step a killed run interrupts)."""
-    import pyarrow.parquet as pq
-
     pq.write_table(table, fh)
 
 
 def embeddings_table(ids: list[str], texts: list[str], vectors: Any) -> Any:
     """Rows as written: id (string), text (string), vector (fixed-size list of float32)."""
-    import pyarrow as pa
-
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     flat = pa.array(vectors.reshape(-1), pa.float32())
     return pa.table(
@@ -129,6 +124,4 @@ def write_part(out: Path, name: str, table: Any) -> Path:
 
 def read_embeddings(out: str | os.PathLike) -> Any:
     """All complete parts of ``out`` as one pyarrow Table (id, text, vector)."""
-    import pyarrow.parquet as pq
-
     return pq.read_table(Path(out), ignore_prefixes=[".", "_"])

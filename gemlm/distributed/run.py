@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..rag.indexing import IndexReport, finish_index, plan_index
 from ..rag.store import model_id_for
 from .actors import (
     ACTOR_START_S,
@@ -34,7 +35,6 @@ from .parts import (
 )
 
 if TYPE_CHECKING:
-    from ..rag.indexing import IndexReport
     from ..rag.store import RagStore
 
 
@@ -217,8 +217,6 @@ def index_paths_ray(
     tokenizer and the model's identity: pass the loaded ``model`` if there is one, else it is
     loaded here from ``model_name`` (which is also what every actor loads).
     """
-    from ..rag.indexing import finish_index, plan_index
-
     require_ray()  # before the collection is created
     check_model(model_name)
     if model is None:

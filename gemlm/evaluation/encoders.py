@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import GEMConfig
 from ..embedding_format import EmbeddingFormat
+from ..model import GEMModel
+from ..sources import is_gemlm_folder, resolve
 from .batching import length_batches
 
 POOLINGS = ("mean", "wmean", "last")
@@ -63,8 +66,6 @@ class ModelSpec:
 
 def _gated_base(target: str) -> str | None:
     """The base model a gated GEM adapter folder names, else None."""
-    from ..config import GEMConfig
-    from ..sources import is_gemlm_folder
 
     if not is_gemlm_folder(target):
         return None
@@ -106,8 +107,6 @@ class BaseLM:
 
     def __init__(self, target: str, dtype: torch.dtype, max_length: int = 512) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from ..sources import resolve
 
         folder = resolve(target)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -201,8 +200,6 @@ class TextEncoder:
 def load_backend(spec: ModelSpec, dtype: torch.dtype, shared: dict[str, Any]) -> Any:
     """The loaded model behind ``spec``; base LMs are shared between poolings via ``shared``."""
     if spec.kind == "gem":  # one load per folder: gem:F and gem:F@64 share it
-        from ..model import GEMModel
-
         key = f"gem:{spec.target}"
         if key not in shared:
             shared[key] = GEMModel.from_pretrained(spec.target, dtype=dtype)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..corpus import load_texts, train_eval_split
 from .loglik import LoglikScorer
 
 LETTERS = "ABCD"
@@ -185,7 +186,5 @@ def score_mc(scorer: LoglikScorer, items: list[MCItem], macro: bool = False) -> 
 
 def heldout_wikipedia(data: Path, source: str, eval_rows: int, seed: int) -> list[str]:
     """The training recipe's held-out slice of the Wikipedia text (never trained on)."""
-    from ..corpus import load_texts, train_eval_split
-
     _, heldout = train_eval_split(load_texts(data / source), eval_rows=eval_rows, seed=seed)
     return list(heldout["text"])

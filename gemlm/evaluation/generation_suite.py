@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,8 +98,6 @@ def run_generation(
     if gen.ppl_texts:
         t = time.perf_counter()
         nll, count = scorer.token_nll(gen.ppl_texts, gen.ppl_max_tokens)
-        import math
-
         ppl = math.exp(nll / max(count, 1))
         results["Wiki ppl"] = {
             "main": ppl,

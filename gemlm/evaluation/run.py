@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mteb
 import torch
 
+from ..loading import as_dtype
 from ..paths import data_dir
 from .display import shown_command, shown_data_dir, shown_path
 from .encoders import ModelSpec, TextEncoder, load_backend, mteb_encoder, parse_model_spec
@@ -43,8 +45,6 @@ def evaluate(
     ``generation=False`` runs only the embedding tasks (e.g. to compare adapters of one base
     with ``adapter_scope: special_only``, whose generation is the base model's by construction).
     """
-    from ..loading import as_dtype
-
     started = time.perf_counter()
     # a label defaults to the spec as typed: shown without this machine's absolute paths
     specs = [_shown_label(parse_model_spec(m)) for m in models]
@@ -149,8 +149,6 @@ def _read(
 def _run_embedding(
     encoder: TextEncoder, tasks: list[TaskData], limit: int | None, log: Any
 ) -> dict[str, Any]:
-    import mteb
-
     out = {}
     adapter = mteb_encoder(encoder)
     for data in tasks:

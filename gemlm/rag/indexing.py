@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tqdm.auto import tqdm
+
 from .documents import Document, FileRead, Passage, chunk_document, expand_paths, read_file
 from .store import RagStore, model_identity
 from .types import RagError
@@ -304,8 +306,6 @@ def embed_into(
     progress: bool,
 ) -> None:
     """Embed ``todo`` ``group_size`` passages at a time, each group written once embedded."""
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(todo), desc="embedding passages", unit="passage", disable=not progress)
     for i in range(0, len(todo), group_size):
         batch = todo[i : i + group_size]

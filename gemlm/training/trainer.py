@@ -10,6 +10,7 @@ from typing import Any
 
 import safetensors.torch
 import torch
+from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
@@ -44,8 +45,6 @@ def apply_lora(
     targets: list[str] | None = None,
 ) -> nn.Module:
     """Wrap with peft LoRA; the special-token embedding rows train too (only those rows)."""
-    from peft import LoraConfig, get_peft_model
-
     emb_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     config = LoraConfig(
         r=r,
