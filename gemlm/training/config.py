@@ -106,11 +106,26 @@ class GEMTrainingConfig:
     )
     distill_teacher: str | None = _f(
         None,
-        "Optional teacher sentence encoder ('minilm' or a sentence-transformers folder): adds a "
-        "KL term pulling the in-batch similarities towards the teacher's. Supervision from "
-        "another model, not GEM's self-supervised recipe: never a default.",
+        "Optional teacher sentence encoder ('minilm' or a sentence-transformers folder): adds "
+        "distillation terms (distill_weight, distill_cosine_weight) beside the self-supervised "
+        "InfoNCE, which keeps its place as the contrastive term. Supervision from another model, "
+        "not GEM's self-supervised recipe: never a default.",
     )
-    distill_weight: float = _f(1.0, "Weight of the distillation KL term (with distill_teacher).")
+    distill_weight: float = _f(
+        1.0, "Weight of the KL term pulling the in-batch similarities towards the teacher's."
+    )
+    distill_cosine_weight: float = _f(
+        0.0,
+        "Weight of 1 - cos(W s, t): each text's embedding s regressed onto the teacher's vector "
+        "t, through a learned map W (only when the dims differ), trained with the adapter and "
+        "dropped at inference (saved as distill_map.safetensors for analysis). With a teacher, "
+        "distill_weight and this cannot both be 0.",
+    )
+    teacher_cache_dir: str | None = _f(
+        None,
+        "Folder of cached teacher vectors (by teacher identity and text hash; an interrupted "
+        "run resumes there). None = teacher-cache/ beside output_dir.",
+    )
     distill_temperature: float = _f(0.05, "Temperature of the teacher's cosine similarities.")
     matryoshka_dims: list[int] = _f(
         [], "Also apply InfoNCE to the first d dims of the embeddings (e.g. [64, 128, 256])."
@@ -189,6 +204,10 @@ class GEMTrainingConfig:
             "positive_max_len": self.positive_max_len is None or self.positive_max_len >= 2,
             "matryoshka_dims": all(d >= 1 for d in self.matryoshka_dims),
             "distill_weight": self.distill_weight >= 0,
+            "distill_cosine_weight": self.distill_cosine_weight >= 0,
+            "distill_teacher": not self.distill_teacher
+            or self.distill_weight > 0
+            or self.distill_cosine_weight > 0,
             "distill_temperature": self.distill_temperature > 0,
             "lora_r": self.lora_r >= 1,
             "eval_rows": self.eval_rows >= 1,

@@ -70,3 +70,27 @@ def distill_kl(
         )
 
     return (kl(s_logits, t_logits) + kl(s_logits.T, t_logits.T)) / 2
+
+
+def distill_cosine(
+    student: torch.Tensor, teacher: torch.Tensor, proj: nn.Module | None = None
+) -> torch.Tensor:
+    """Mean of ``1 - cos(W s, t)`` over the rows: each embedding regressed onto its teacher's.
+
+    ``student`` (N, D) GEM readouts (anchors and positives), ``teacher`` (N, T) the teacher's
+    vectors of the same texts, ``proj`` the bias-free map D -> T (None: the identity, D == T).
+    The readout is normalised before the map: the loss and its gradients are the same in exact
+    arithmetic (a cosine after a linear map without bias ignores the scale of ``s``), but raw
+    readouts of a causal LM have norms in the hundreds, so the unit vector (the embedding
+    InfoNCE and serving use) keeps the map's inputs and its gradients well scaled under bf16.
+
+    >>> e = torch.eye(3); round(distill_cosine(2 * e, e).item(), 6)
+    0.0
+    """
+    s = F.normalize(student.float(), dim=-1)
+    if proj is not None:
+        s = proj(s).float()  # (N, T)
+    if s.shape != teacher.shape:
+        raise ValueError(f"student {tuple(s.shape)} vs teacher {tuple(teacher.shape)}: need a map")
+    t = F.normalize(teacher.float(), dim=-1)
+    return (1 - (F.normalize(s, dim=-1) * t).sum(-1)).mean()

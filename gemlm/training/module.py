@@ -30,7 +30,7 @@ from .. import masking
 from ..adapter import head_tail_forward, is_gated
 from ..embedding import readout
 from .collator import IGNORE
-from .losses import LogitScale, distill_kl, info_nce
+from .losses import LogitScale, distill_cosine, distill_kl, info_nce
 
 FILL_ID = 0  # id written into re-laid padding columns; they are masked, any id would do
 
@@ -59,7 +59,10 @@ class GEMTrainingModule(nn.Module):
     batch holds B anchors then B positives and whose loss is
     ``alpha * InfoNCE + (1 - alpha) * NTP(anchors)``; with ``matryoshka_dims`` the InfoNCE term
     is the mean over the full embedding and its first d dims for each d; a batch with
-    ``teacher`` vectors adds ``distill_weight`` x :func:`~gemlm.training.losses.distill_kl`.
+    ``teacher`` vectors adds, beside that self-supervised InfoNCE, ``distill_weight`` x
+    :func:`~gemlm.training.losses.distill_kl` and ``distill_cosine_weight`` x
+    :func:`~gemlm.training.losses.distill_cosine` (through ``distill_map``, a submodule so the
+    optimizer and the checkpoints hold it; it never reaches the model, see ``distill.py``).
 
     ``frozen_text=True`` needs a gated adapter (``adapter_scope="special_only"``). Its NTP loss
     is the mean over the tokens that carry gradient (the suffix of GEM rows): the same gradient
@@ -79,6 +82,8 @@ class GEMTrainingModule(nn.Module):
         distill_weight: float = 0.0,
         distill_temperature: float = 0.05,
         grad_cache: bool = False,
+        distill_cosine_weight: float = 0.0,
+        distill_map: nn.Module | None = None,
     ):
         super().__init__()
         self.lm = lm
@@ -90,6 +95,8 @@ class GEMTrainingModule(nn.Module):
         self.matryoshka_dims = list(matryoshka_dims or [])
         self.distill_weight = distill_weight
         self.distill_temperature = distill_temperature
+        self.distill_cosine_weight = distill_cosine_weight
+        self.distill_map = distill_map  # D -> T, or None (the identity); trained, never shipped
         self.grad_cache = grad_cache
         if grad_cache and alpha < 1 and not frozen_text:
             raise ValueError("grad_cache caches the InfoNCE term only: it needs alpha == 1")
@@ -125,6 +132,10 @@ class GEMTrainingModule(nn.Module):
             kl = distill_kl(emb, teacher, scale, self.distill_temperature)
             out["distill"] = kl.detach()
             contrastive = contrastive + self.distill_weight * kl
+        if teacher is not None and self.distill_cosine_weight:  # each text onto its teacher's
+            cos = distill_cosine(emb, teacher, self.distill_map)
+            out["distill_cosine"] = cos.detach()
+            contrastive = contrastive + self.distill_cosine_weight * cos
         loss = self.alpha * contrastive
         if want_ntp:
             ntp = ntp_sum / max(token_count(labels[:B]), 1)

@@ -19,12 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 
 from ..adapter import ADAPTER_DIR, SpecialGate
 from ..corpus import load_documents, load_texts, train_eval_split
 from ..embedding_format import UNCUT, EmbeddingFormat
+from ..evaluation.suite import load_suite
+from ..export import export_sentence_transformers
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
+from . import distill
 from .args import check_bf16, training_args, uses_bf16
 from .collator import ContrastiveCollator, GEMCollator
 from .config import GEMTrainingConfig
@@ -33,6 +37,7 @@ from .logs import write_logs
 from .losses import LogitScale
 from .module import GEMTrainingModule, bf16_frozen_linears
 from .pairs import make_pairs, split_sentences, tokenize_pairs
+from .quick_eval import eval_copy, quick_eval
 from .trainer import GEMTrainer, apply_lora, load_trainable
 
 logger = logging.getLogger(__name__)
@@ -181,18 +186,12 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     gem = _base_model(cfg)
     train_texts, heldout_texts = _corpus(cfg)
 
-    from accelerate import PartialState
-
     is_main = PartialState().is_main_process  # under DDP only rank 0 evaluates and saves
     summary: dict[str, Any] = {"config": cfg.to_dict()}
     if cfg.quick_eval:  # a missing data folder or a bad suite fails now, not after training
-        from ..evaluation.suite import load_suite
-
         default_data_dir(cfg.data_dir)
         load_suite(cfg.eval_suite)
     if cfg.quick_eval and is_main:
-        from .quick_eval import eval_copy, quick_eval
-
         if not (out / "before.json").exists():  # measured once per run folder
             before = quick_eval(eval_copy(gem), cfg, heldout_texts)
             (out / "before.json").write_text(json.dumps(before))
@@ -219,14 +218,13 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
 
     if not is_main:
         return summary
+    distill.save_map(cfg)  # the cosine term's map, for analysis: the model never holds it
     scope = cfg.adapter_scope
     if cfg.tuning == "lora" and scope.mergeable:
         lm = lm.merge_and_unload()
     gem.model = lm.eval()
     final = gem.save_pretrained(out / "model")
     if scope.exportable:
-        from ..export import export_sentence_transformers
-
         export_sentence_transformers(gem, out / "sentence-transformers")
     if scope.saved_as_adapter:
         summary["adapter_bytes"] = sum(
@@ -235,8 +233,6 @@ def train(cfg: GEMTrainingConfig, resume: bool = False) -> dict[str, Any]:
     write_logs(history, out)
     summary["train_minutes"] = round((time.perf_counter() - t0) / 60, 1)
     if cfg.quick_eval:
-        from .quick_eval import eval_copy, quick_eval
-
         gated = scope.gated  # generates as the base: reuse "before"
         after = quick_eval(eval_copy(gem, final), cfg, heldout_texts, generation=not gated)
         shared = {k: v for k, v in summary.get("before", {}).items() if k not in after}
@@ -343,11 +339,8 @@ def _stages(
     def contrastive() -> tuple[Any, Any, GEMTrainingModule]:
         fmt = training_format(cfg, gem)
         rows = _contrastive_rows(cfg, tok, train_texts, heldout_texts, fmt)
-        if cfg.distill_teacher:  # a labelled option, never a default (see distill.py)
-            from .distill import add_teacher_vectors, load_teacher
-
-            teacher = load_teacher(cfg.distill_teacher)
-            rows = add_teacher_vectors(rows, tok, teacher, [cfg.prompt, query_prompt(cfg)])
+        prompts = [cfg.prompt, query_prompt(cfg)]  # distill_teacher: labelled, never a default
+        rows, distill_map = distill.prepare(cfg, rows, tok, lm, prompts)
         collator = contrastive_collator(cfg, gem, fmt, mask_dtype)
         module = GEMTrainingModule(
             lm,
@@ -360,6 +353,8 @@ def _stages(
             distill_weight=cfg.distill_weight,  # used only on batches with teacher vectors
             distill_temperature=cfg.distill_temperature,
             grad_cache=cfg.grad_cache,
+            distill_cosine_weight=cfg.distill_cosine_weight,
+            distill_map=distill_map,
         )
         return rows, collator, module
 

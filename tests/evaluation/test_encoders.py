@@ -29,7 +29,6 @@ def test_poolings_match_direct_forward(tiny_llama_dir):
     np.testing.assert_allclose(eol[0], h[-1].numpy(), atol=1e-5)
 
 
-
 def test_a_long_text_loses_its_end_never_the_prompteol_suffix(tiny_llama_dir) -> None:
     lm = BaseLM(str(tiny_llama_dir), torch.float32, max_length=24)
     long = " ".join(["word"] * 60)
@@ -37,6 +36,7 @@ def test_a_long_text_loses_its_end_never_the_prompteol_suffix(tiny_llama_dir) ->
     head = lm.tokenizer(PROMPTEOL[0] + long)["input_ids"]
     assert lm._ids([long], prompteol=True) == [head[: 24 - len(suffix)] + suffix]
     assert lm._ids([long], prompteol=False) == [lm.tokenizer(long)["input_ids"][:24]]
+
 
 def test_gated_adapter_shares_its_base_models_generation_metrics(tmp_path) -> None:
     from gemlm.config import GEMConfig
