@@ -1,22 +1,27 @@
 """Before/after a refactor, side by side in one run: the same vectors, tokens and speed?
 
-    python -m benchmarks.engine_parity --baseline 5ae90aa [--n 1200] [--rounds 3] [--serve-rounds 2]
+    python -m benchmarks.engine_parity --baseline 5ae90aa [--model NAME_OR_FOLDER ...] [--n 1200]
+        [--rounds 3] [--serve-rounds 2]
 
 Checks ``--baseline`` out into a temporary git worktree, then runs child processes
 (``_parity_child.py``) that import ``gemlm`` from the baseline tree or from this one
 (``PYTHONPATH``), alternating B N N B B N ... so drift on a noisy machine hits both sides alike.
-Each child loads the model (bf16 where the CPU has it) and times, on the same STS-B sentences:
+Each child loads one ``--model`` (several may be given: e.g. the plain base, an
+``adapter_scope: all`` folder and a ``special_only`` folder, the three kinds gemlm makes; a
+folder must be loadable by both trees) in the dtype its tree picks, and times, on the same
+STS-B sentences:
 
 - ``encode`` (batch 32): the vectors and texts/s;
 - the server's packed path (rows of 64 tokens, 1,024 tokens per forward: ``gemlm serve``'s
   defaults), ``embed_packed`` before and ``embed_ids(packed=True)`` after;
 - greedy completion of a few prompts (``--new-tokens`` each): the token ids and tokens/s.
 
-The JSON gives, per path, the largest absolute difference and the smallest cosine between the
-two sides' vectors, whether every generated id is equal, and new/baseline throughput (best
-round of each side). ``--serve-rounds N`` then runs each tree's ``benchmarks.serve_load`` N
-times, alternating, and reports each run's own server/offline ratio (what that benchmark is
-about; it measures both in one run) and each side's best.
+The JSON gives, per model and path, the largest absolute difference and the smallest cosine
+between the two sides' vectors, whether every generated id is equal, and new/baseline
+throughput (best round of each side). ``--serve-rounds N`` then runs each tree's
+``benchmarks.serve_load`` N times on the first model, alternating, and reports each run's own
+server/offline ratio (what that benchmark is about; it measures both in one run) and each
+side's best.
 """
 
 from __future__ import annotations
@@ -51,30 +56,47 @@ def tree_env(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree), "GEMLM_DATA_DIR": str(data_dir().resolve())}
 
 
-def run_child(tree: Path, args: argparse.Namespace, texts: Path, out: Path) -> dict[str, Any]:
+def run_child(
+    tree: Path, model: str, args: argparse.Namespace, texts: Path, out: Path
+) -> dict[str, Any]:
     cmd = [sys.executable, str(CHILD), "--tree", str(tree), "--texts", str(texts)]
-    cmd += ["--out-npz", str(out), "--model", args.model, "--new-tokens", str(args.new_tokens)]
+    cmd += ["--out-npz", str(out), "--model", model, "--new-tokens", str(args.new_tokens)]
     done = subprocess.run(cmd, env=tree_env(tree), cwd=tree, capture_output=True, text=True)
     if done.returncode:
-        sys.exit(f"{tree}: child failed:\n{done.stderr[-3000:]}")
+        sys.exit(f"{tree}: child failed on {model}:\n{done.stderr[-3000:]}")
     result = json.loads(out.with_suffix(".json").read_text())
     result["vectors"] = dict(np.load(out))
     return result
 
 
-def serve_ratio(tree: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def serve_ratio(tree: Path, model: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     # ``-m`` from the tree runs that tree's serve_load (in an older tree, where benchmarks/ is
     # no package yet, as a namespace package: the same file ``python benchmarks/...`` ran)
-    cmd = [sys.executable, "-m", "benchmarks.serve_load", "--model", args.model]
+    cmd = [sys.executable, "-m", "benchmarks.serve_load", "--model", model]
     cmd += ["--requests", str(args.serve_requests), "--out", str(out)]
     subprocess.run(cmd, check=True, env=tree_env(tree), cwd=tree, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
 
+def compare(sides: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """One model's verdict from its rounds on both sides: vectors, ids, best-round throughput."""
+    b, n = sides["baseline"][0], sides["new"][0]
+    out: dict[str, Any] = {
+        "tokens_embedded": {"baseline": b["tokens_embedded"], "new": n["tokens_embedded"]},
+        "vectors": {k: agreement(b["vectors"][k], n["vectors"][k]) for k in ("encode", "packed")},
+        "generated_ids_equal": b["generated"] == n["generated"],
+        "throughput": {},
+    }
+    for key in ("encode_texts_per_s", "packed_texts_per_s", "generate_tokens_per_s"):
+        best = {s: max(r[key] for r in sides[s]) for s in sides}
+        out["throughput"][key] = {**best, "new_over_baseline": best["new"] / best["baseline"]}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--baseline", default="5ae90aa", help="git revision to compare against")
-    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--model", nargs="+", default=["smollm2-135m-instruct"])
     ap.add_argument("--n", type=int, default=1200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=32)
@@ -83,6 +105,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "engine_parity.json")
     args = ap.parse_args()
 
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        m: {"baseline": [], "new": []} for m in args.model
+    }
     with tempfile.TemporaryDirectory() as tmp:
         texts = Path(tmp) / "texts.json"
         texts.write_text(json.dumps(stsb_sentences(args.n)), encoding="utf-8")
@@ -90,25 +115,28 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=ROOT,
                        check=True, capture_output=True)  # fmt: skip
         try:
-            sides: dict[str, list[dict[str, Any]]] = {"baseline": [], "new": []}
             trees = {"baseline": base, "new": ROOT}
             for r in range(args.rounds):
                 order = ["baseline", "new"] if r % 2 == 0 else ["new", "baseline"]
-                for side in order:
-                    res = run_child(trees[side], args, texts, Path(tmp) / f"{side}{r}.npz")
-                    sides[side].append(res)
-                    rates = ", ".join(f"{k} {v:.1f}" for k, v in res.items() if k.endswith("_s"))
-                    print(f"round {r} {side}: {rates}", flush=True)
+                for i, model in enumerate(args.model):
+                    for side in order:
+                        out = Path(tmp) / f"{side}{r}_{i}.npz"
+                        res = run_child(trees[side], model, args, texts, out)
+                        runs[model][side].append(res)
+                        rates = ", ".join(
+                            f"{k} {v:.1f}" for k, v in res.items() if k.endswith("_s")
+                        )
+                        print(f"round {r} {model} {side}: {rates}", flush=True)
             serve: dict[str, list[dict[str, Any]]] = {"baseline": [], "new": []}
             for r in range(args.serve_rounds):
                 for side in ["baseline", "new"] if r % 2 == 0 else ["new", "baseline"]:
-                    res = serve_ratio(trees[side], args, Path(tmp) / f"serve_{side}{r}.json")
+                    out = Path(tmp) / f"serve_{side}{r}.json"
+                    res = serve_ratio(trees[side], args.model[0], args, out)
                     serve[side].append(res)
                     print(f"serve round {r} {side}: {res['summary']}", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT)
 
-    b, n = sides["baseline"][0], sides["new"][0]
     report: dict[str, Any] = {
         "what": "this tree vs --baseline, child processes alternating, best round per side",
         "baseline": args.baseline,
@@ -118,14 +146,9 @@ def main() -> None:
         "command": command_line(),
         "machine": machine(with_torch=True) | {"threads": os.cpu_count()},  # the children's host
         "texts": args.n,
-        "tokens_embedded": {"baseline": b["tokens_embedded"], "new": n["tokens_embedded"]},
-        "vectors": {k: agreement(b["vectors"][k], n["vectors"][k]) for k in ("encode", "packed")},
-        "generated_ids_equal": b["generated"] == n["generated"],
-        "throughput": {},
+        "rounds": args.rounds,
+        "models": {model: compare(sides) for model, sides in runs.items()},
     }
-    for key in ("encode_texts_per_s", "packed_texts_per_s", "generate_tokens_per_s"):
-        best = {s: max(r[key] for r in sides[s]) for s in sides}
-        report["throughput"][key] = {**best, "new_over_baseline": best["new"] / best["baseline"]}
     if args.serve_rounds:
         keys = ("summary", "offline", "embed_only")
         report["serve_load"] = {s: [{k: r.get(k) for k in keys} for r in serve[s]] for s in serve}
@@ -134,8 +157,7 @@ def main() -> None:
         }
         report["serve_load_best_ratio"] = ratio
     write_result(args.out, report, indent=1)
-    print(json.dumps({k: report[k] for k in ("vectors", "generated_ids_equal", "throughput")},
-                     indent=1))  # fmt: skip
+    print(json.dumps(report["models"], indent=1))
     print(f"wrote {args.out}")
 
 
