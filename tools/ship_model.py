@@ -110,6 +110,8 @@ def card(
     if not scores:
         rows = "| (not scored yet) | |"
     pairs = recipe["contrastive_steps"] * recipe["contrastive_batch_size"]
+    topic = recipe.get("pair_batches") == "topic"  # each batch from one cluster of articles
+    batches = " drawn from one topic cluster of articles per batch" if topic else ""
     return f"""---
 {yaml.safe_dump(meta, sort_keys=False).strip()}
 ---
@@ -125,8 +127,9 @@ default) or `GEMModel.from_pretrained("{name}")`.
 **Self-supervised**: trained on Wikipedia text only (`{recipe.get("train_data")}` of the data
 folder), no labels, no teacher. Recipe `{recipe_path}`: {recipe.get("ntp_steps")} mixed-NTP steps,
 then {recipe["contrastive_steps"]} InfoNCE steps of {recipe["contrastive_batch_size"]} pairs
-({pairs:,} pairs: {recipe.get("pair_mix")}, in-batch negatives), LoRA r={recipe.get("lora_r")},
-seed {recipe.get("seed")}, {train_minutes} min of training on a 2-core CPU.
+({pairs:,} pairs: {recipe.get("pair_mix")}, in-batch negatives{batches}),
+LoRA r={recipe.get("lora_r")}, seed {recipe.get("seed")}, {train_minutes} min of training on a
+2-core CPU.
 
     {command}
 
