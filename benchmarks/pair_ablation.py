@@ -125,6 +125,7 @@ def main() -> None:
         help="a row taken from benchmarks/results/scaling_curve.json (e.g. random x1: the same "
         "recipe and budget with random batches), not retrained (repeatable)",
     )
+    ap.add_argument("--title", default="", help="the markdown table's title")
     ap.add_argument("--out", type=Path, default=RESULTS / "pair_ablation.json")
     args = ap.parse_args()
     mix = parse_mix(args.mix)
@@ -158,10 +159,12 @@ def main() -> None:
             **{task: round(scores[task]["main"], 2) for task in TASKS if task in scores},
         }
         print(arm, rows[arm], flush=True)
-        write_table(args.out, args.config, rows)  # after every arm: a partial run keeps its rows
+        write_table(args.out, args.config, rows, command, args.title)  # a partial run keeps rows
 
 
-def write_table(out: Path, config: str, rows: dict[str, dict]) -> None:
+def write_table(
+    out: Path, config: str, rows: dict[str, dict], command: str = "", title: str = ""
+) -> None:
     table = []
     for arm, row in rows.items():
         teacher = next((o.split("=", 1)[1] for o in row["overrides"] if "distill_teacher" in o), "")
@@ -172,11 +175,14 @@ def write_table(out: Path, config: str, rows: dict[str, dict]) -> None:
         cells = ["" if v is None else f"{v:.1f}" for v in vals]
         table.append([arm, *cells, f"{mean:.1f}", f"{row['train_seconds'] / 60:.1f}"])
     lines = [
-        f"# Pair-source ablation ({config}, report suite embedding tasks)",
+        f"# {title or 'Pair-source ablation'} ({config}, report suite embedding tasks)",
+        "",
+        f"`{command}`",
         "",
         *md_table(["arm", *TASKS, "mean", "stage min"], table),
     ]
-    write_result(out, {"config": config, "arms": rows}, markdown="\n".join(lines) + "\n")
+    data = {"config": config, "command": command, "arms": rows}
+    write_result(out, data, markdown="\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
