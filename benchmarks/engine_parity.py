@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--serve-requests", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=RESULTS / "engine_parity.json")
     args = ap.parse_args()
+    # children run in their tree (cwd): a model folder given relative to here must be absolute
+    args.model = [str(Path(m).resolve()) if Path(m).exists() else m for m in args.model]
 
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         m: {"baseline": [], "new": []} for m in args.model
