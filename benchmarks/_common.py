@@ -23,9 +23,12 @@ import math
 import os
 import platform
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +38,28 @@ from gemlm.paths import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+# ------------------------------------------------------------------ another revision, side by side
+@contextmanager
+def baseline_tree(revision: str) -> Iterator[Path]:
+    """``revision`` checked out in a temporary detached worktree, removed on the way out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=ROOT,
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                           capture_output=True)  # fmt: skip
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment of a process that must import ``gemlm`` from ``tree``."""
+    return {**os.environ, "PYTHONPATH": str(tree), "GEMLM_DATA_DIR": str(data_dir().resolve())}
+
+
 # the report suite's embedding tasks, in the order result tables show them
 REPORT_TASKS = ("STSBenchmark", "Banking77", "Emotion", "SciFact", "SQuADRetrieval")
 STSB_TEST = "stsbenchmark/stsb-en-test.csv"

@@ -41,19 +41,15 @@ from benchmarks._common import (
     RESULTS,
     ROOT,
     agreement,
+    baseline_tree,
     command_line,
     machine,
     stsb_sentences,
+    tree_env,
     write_result,
 )
-from gemlm.paths import data_dir
 
 CHILD = Path(__file__).resolve().parent / "_parity_child.py"
-
-
-def tree_env(tree: Path) -> dict[str, str]:
-    """The environment of a process that must import ``gemlm`` from ``tree``."""
-    return {**os.environ, "PYTHONPATH": str(tree), "GEMLM_DATA_DIR": str(data_dir().resolve())}
 
 
 def run_child(
@@ -110,34 +106,26 @@ def main() -> None:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         m: {"baseline": [], "new": []} for m in args.model
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, baseline_tree(args.baseline) as base:
         texts = Path(tmp) / "texts.json"
         texts.write_text(json.dumps(stsb_sentences(args.n)), encoding="utf-8")
-        base = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=ROOT,
-                       check=True, capture_output=True)  # fmt: skip
-        try:
-            trees = {"baseline": base, "new": ROOT}
-            for r in range(args.rounds):
-                order = ["baseline", "new"] if r % 2 == 0 else ["new", "baseline"]
-                for i, model in enumerate(args.model):
-                    for side in order:
-                        out = Path(tmp) / f"{side}{r}_{i}.npz"
-                        res = run_child(trees[side], model, args, texts, out)
-                        runs[model][side].append(res)
-                        rates = ", ".join(
-                            f"{k} {v:.1f}" for k, v in res.items() if k.endswith("_s")
-                        )
-                        print(f"round {r} {model} {side}: {rates}", flush=True)
-            serve: dict[str, list[dict[str, Any]]] = {"baseline": [], "new": []}
-            for r in range(args.serve_rounds):
-                for side in ["baseline", "new"] if r % 2 == 0 else ["new", "baseline"]:
-                    out = Path(tmp) / f"serve_{side}{r}.json"
-                    res = serve_ratio(trees[side], args.model[0], args, out)
-                    serve[side].append(res)
-                    print(f"serve round {r} {side}: {res['summary']}", flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT)
+        trees = {"baseline": base, "new": ROOT}
+        for r in range(args.rounds):
+            order = ["baseline", "new"] if r % 2 == 0 else ["new", "baseline"]
+            for i, model in enumerate(args.model):
+                for side in order:
+                    out = Path(tmp) / f"{side}{r}_{i}.npz"
+                    res = run_child(trees[side], model, args, texts, out)
+                    runs[model][side].append(res)
+                    rates = ", ".join(f"{k} {v:.1f}" for k, v in res.items() if k.endswith("_s"))
+                    print(f"round {r} {model} {side}: {rates}", flush=True)
+        serve: dict[str, list[dict[str, Any]]] = {"baseline": [], "new": []}
+        for r in range(args.serve_rounds):
+            for side in ["baseline", "new"] if r % 2 == 0 else ["new", "baseline"]:
+                out = Path(tmp) / f"serve_{side}{r}.json"
+                res = serve_ratio(trees[side], args.model[0], args, out)
+                serve[side].append(res)
+                print(f"serve round {r} {side}: {res['summary']}", flush=True)
 
     report: dict[str, Any] = {
         "what": "this tree vs --baseline, child processes alternating, best round per side",

@@ -44,8 +44,6 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +53,13 @@ from transformers.utils import logging as hf_logging
 from benchmarks._common import (
     RESULTS,
     ROOT,
+    baseline_tree,
     collate_batches,
     command_line,
+    tree_env,
     wiki_texts,
     write_result,
 )
-from benchmarks.engine_parity import tree_env
 from gemlm.model import GEMModel
 from gemlm.training.collator import ContrastiveCollator, GEMCollator
 from gemlm.training.data import tokenize_and_chunk, tokenize_texts
@@ -104,20 +103,6 @@ def kinds(micro_batch: int, mask_dtype: str = "bfloat16") -> dict[str, dict[str,
         }
         for stage, scope, variant, batches, options in rows
     }
-
-
-@contextmanager
-def baseline_tree(revision: str) -> Iterator[Path]:
-    """``revision`` checked out in a temporary detached worktree, removed on the way out."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=ROOT,
-                       check=True, capture_output=True)  # fmt: skip
-        try:
-            yield tree
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
-                           capture_output=True)  # fmt: skip
 
 
 def save_inputs(path: Path, batches: dict[str, list[dict]], **settings: Any) -> Path:

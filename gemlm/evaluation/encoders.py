@@ -112,13 +112,16 @@ class BaseLM:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
         self.max_length = max_length
+        # prompteol -> the input's format (no GEM tokens: the last token is read)
+        self.formats = {
+            False: EmbeddingFormat(max_length=max_length),
+            True: replace(PROMPTEOL_FORMAT, max_length=max_length),
+        }
         self.pad_id = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0
         self.cache: dict[tuple[bool, str], dict[str, np.ndarray]] = {}
 
     def _ids(self, texts: list[str], prompteol: bool) -> list[list[int]]:
-        fmt = PROMPTEOL_FORMAT if prompteol else EmbeddingFormat()
-        fmt = replace(fmt, max_length=self.max_length)  # no GEM tokens: the last token is read
-        return fmt.build(texts, tokenizer=self.tokenizer).ids
+        return self.formats[prompteol].build(texts, tokenizer=self.tokenizer).ids
 
     def embed(self, texts: list[str], pooling: str, prompteol: bool = False) -> np.ndarray:
         """(N, D) float32 embeddings (not normalised; cosine similarity is used downstream)."""

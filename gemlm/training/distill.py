@@ -26,7 +26,6 @@ of its own (the run's other random draws stay as they were). Its final weights a
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from ..atomic import atomic_file
 from ..evaluation.encoders import minilm_folder
 from .teacher_cache import TeacherCache, teacher_identity
 
@@ -132,9 +132,7 @@ def save_map(cfg: GEMTrainingConfig, stage_folder: str = "stage2-contrastive") -
     if not tensors:  # the dims agreed: the map was the identity
         return None
     out = Path(cfg.output_dir) / MAP_FILE
-    tmp = out.with_name(f".{MAP_FILE}.tmp")
-    weight = tensors["weight"]
-    meta = {"teacher": cfg.distill_teacher, "student_dim": str(weight.shape[1])}
-    safetensors.torch.save_file(tensors, str(tmp), metadata={**meta, "use": "analysis only"})
-    os.replace(tmp, out)
+    meta = {"teacher": cfg.distill_teacher, "student_dim": str(tensors["weight"].shape[1])}
+    with atomic_file(out) as tmp:
+        safetensors.torch.save_file(tensors, str(tmp), metadata={**meta, "use": "analysis only"})
     return out

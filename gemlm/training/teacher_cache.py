@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_file
+
 logger = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the layout changes: old chunks are then ignored as corrupt
@@ -79,9 +81,8 @@ def teacher_identity(name: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 class TeacherCache:
@@ -136,7 +137,7 @@ class TeacherCache:
         rows = [self._where[k] for k in keys]
         out = np.empty((len(rows), self.dim or 0), dtype=np.float32)
         for i, (number, row) in enumerate(rows):
-            out[i] = self._loaded[number][row] if number in self._loaded else self._row(number, row)
+            out[i] = self._row(number, row)
         return out
 
     def add(self, keys: Sequence[str], vectors: np.ndarray) -> Path:

@@ -14,6 +14,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
+from ..atomic import atomic_file
 from .module import GEMTrainingModule  # noqa: F401  (re-exported: callers import it from here)
 
 TRAINABLE_FILE = "trainable.safetensors"
@@ -94,9 +95,8 @@ class GEMTrainer(Trainer):
             return
         os.makedirs(output_dir, exist_ok=True)
         module = self.accelerator.unwrap_model(self.model)
-        tmp = os.path.join(output_dir, f".{TRAINABLE_FILE}.tmp")
-        safetensors.torch.save_file(module.trainable_state(), tmp)
-        os.replace(tmp, os.path.join(output_dir, TRAINABLE_FILE))  # never half-written
+        with atomic_file(os.path.join(output_dir, TRAINABLE_FILE)) as tmp:  # never half-written
+            safetensors.torch.save_file(module.trainable_state(), str(tmp))
 
     def _load_from_checkpoint(
         self, resume_from_checkpoint: str, model: nn.Module | None = None

@@ -22,14 +22,8 @@ import pytest
 import torch
 
 from benchmarks import _train_child as child
-from benchmarks._common import ROOT
-from benchmarks.train_throughput import (
-    BASELINE,
-    baseline_tree,
-    kinds,
-    run_child,
-    save_inputs,
-)
+from benchmarks._common import ROOT, baseline_tree
+from benchmarks.train_throughput import BASELINE, kinds, run_child, save_inputs
 from gemlm.model import GEMModel
 from gemlm.training.losses import LogitScale
 from gemlm.training.module import GEMTrainingModule
