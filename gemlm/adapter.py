@@ -3,9 +3,13 @@
 Every LoRA layer of a peft model computes ``base(x) + B(A(x)) * s``. ``SpecialGate`` multiplies
 ``B(A(x))`` by a (B, T, 1) mask that is 1 at special-token positions and 0 elsewhere, and when an
 input holds no special token at all it switches the adapters off, so the frozen base layers run
-alone. Consequences, both tested:
+alone. That includes peft's trainable rows of the GEM tokens (the embedding and the tied LM
+head): switched on, they rebuild the whole (vocab, D) matrix on every forward (a ~113 MB copy
+per decoded token for SmolLM2 in fp32), switched off they are the base layer's own lookup and
+matmul. Consequences, both tested:
 
-- an input without special tokens gives logits bit-identical to the base model's;
+- an input without special tokens gives logits bit-identical to the base model's, the GEM ids'
+  logits included;
 - in ``text <specials>`` every text position, and so its key/value cache, is the base model's:
   the forward that embeds a prompt can also serve its generation.
 
@@ -37,16 +41,22 @@ class SpecialGate:
 
     def __init__(self, peft_model: nn.Module, special_ids: list[int]) -> None:
         from peft.tuners.lora import LoraLayer
+        from peft.tuners.trainable_tokens import TrainableTokensLayer
 
         self.special_ids = torch.tensor(special_ids, dtype=torch.long)
-        self.layers = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
-        if not self.layers:
+        if not any(isinstance(m, LoraLayer) for m in peft_model.modules()):
             raise ValueError("special_only needs a LoRA model: no LoRA layers found")
+        # what the gate switches off on an input without special tokens: LoRA deltas and the
+        # GEM tokens' trainable rows
+        self.layers = [
+            m for m in peft_model.modules() if isinstance(m, LoraLayer | TrainableTokensLayer)
+        ]
+        lora = [m for m in self.layers if isinstance(m, LoraLayer)]
         self.mask: torch.Tensor | None = None  # (B, T, 1) bool, set per decoder forward
         self.handles = [
             peft_model.get_decoder().register_forward_pre_hook(self._set_mask, with_kwargs=True)
         ]
-        for layer in self.layers:
+        for layer in lora:
             for lora_b in layer.lora_B.values():
                 self.handles.append(lora_b.register_forward_hook(self._gate))
         peft_model.gem_gate = self

@@ -61,6 +61,35 @@ def test_plain_text_logits_bit_identical_only_when_gated(
         assert (got - want).abs().max() > 1e-4  # the merged LoRA moved ordinary positions
 
 
+def test_plain_text_logits_equal_the_gem_base_in_every_column(trained, tiny_llama_dir) -> None:
+    """The GEM tokens' trained rows are switched off with the LoRA: on plain text the gated
+    model is the base model with the GEM tokens added, their logits included."""
+    base = GEMModel.from_pretrained(tiny_llama_dir, dtype="float32")
+    gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")
+    vocab = gem.model.get_input_embeddings().weight.shape[0]
+    assert torch.equal(gem_logits(gem, PLAIN, vocab), gem_logits(base, PLAIN, vocab))
+
+
+def test_plain_forward_does_not_rebuild_the_trainable_rows(trained, monkeypatch) -> None:
+    """peft rebuilds the whole (vocab, D) matrix per forward when the GEM rows are on: only a
+    forward holding a GEM token may pay for that (a decode step must not)."""
+    from peft.tuners.trainable_tokens import TrainableTokensLayer
+
+    gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")
+    calls = []
+    merged = TrainableTokensLayer.get_merged_weights
+    monkeypatch.setattr(
+        TrainableTokensLayer,
+        "get_merged_weights",
+        lambda self, names: calls.append(1) or merged(self, names),
+    )
+    with torch.no_grad():
+        gem.model(input_ids=torch.tensor(PLAIN))
+        assert not calls
+        gem.model(input_ids=torch.tensor([PLAIN[0] + gem.special_ids]))
+    assert calls  # the embedding (and the tied head) with the trained GEM row
+
+
 def test_gated_greedy_generation_is_the_base_models(trained, tiny_llama_dir) -> None:
     base = GEMModel.from_pretrained(tiny_llama_dir, dtype="float32")
     gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")

@@ -116,10 +116,13 @@ class ContrastiveCollator:
     collator takes ``model.tokenize``), so a view is what ``encode`` embeds; without it, the
     tail is ``suffix_ids`` + ``special_ids``.
     A feature with ``positive_ids`` (a pair from :mod:`gemlm.training.pairs`) brings its own
-    positive, which gets the same dropout, and may bring ``protect`` for its anchor;
-    ``teacher_query`` / ``teacher_positive`` vectors become ``teacher`` (2B, D_t).
+    positive, which gets the same dropout, and may bring ``protect`` for its anchor; one with
+    ``negative_ids`` (:mod:`gemlm.training.negatives`: every feature then has one) adds a third
+    view, its mined hard negative (no dropout); ``teacher_query`` / ``teacher_positive`` (/
+    ``teacher_negative``) vectors become ``teacher`` (2B or 3B, D_t).
 
-    Rows 0..B-1 are anchors, B..2B-1 their positives. Anchor labels allow an NTP term on the
+    Rows 0..B-1 are anchors, B..2B-1 their positives, then 2B..3B-1 their negatives if any
+    (the batch then says ``pairs`` = B). Anchor labels allow an NTP term on the
     clean text (positives are never NTP targets). The first ``protect`` tokens (BOS, an
     instruction prompt) are never dropped and never NTP targets; ``suffix_ids`` (a fixed readout
     suffix, see ``GEMConfig.readout_suffix``) go between the text and the specials.
@@ -157,7 +160,10 @@ class ContrastiveCollator:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         texts = [list(f["input_ids"]) for f in features]
         positives = [list(f.get("positive_ids", t)) for f, t in zip(features, texts, strict=True)]
-        views = texts + [self.drop(p) for p in positives]
+        negatives = [list(f["negative_ids"]) for f in features if "negative_ids" in f]
+        if negatives and len(negatives) != len(features):
+            raise ValueError("either every pair of a batch has a negative_ids or none has")
+        views = texts + [self.drop(p) for p in positives] + negatives
         built = self.tokenize(views)
         k, suffix = built.specials, built.tail - built.specials
         layouts = [Layout(len(s) - k, k) for s in built.ids]
@@ -172,8 +178,9 @@ class ContrastiveCollator:
             for row, end in enumerate(tail.tolist()):
                 labels[row, end - suffix : end] = IGNORE
         batch["labels"] = labels
+        if negatives:  # 3B rows: the module reads B from here
+            batch["pairs"] = torch.tensor(len(features))
         if "teacher_query" in features[0]:  # a teacher encoder's vectors of the clean texts
-            batch["teacher"] = torch.tensor(
-                [f["teacher_query"] for f in features] + [f["teacher_positive"] for f in features]
-            )
+            keys = ["teacher_query", "teacher_positive"] + ["teacher_negative"] * bool(negatives)
+            batch["teacher"] = torch.tensor([f[key] for key in keys for f in features])
         return batch

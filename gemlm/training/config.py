@@ -99,6 +99,21 @@ class GEMTrainingConfig:
     positive_max_len: int | None = _f(
         None, "Tokens per positive text (a passage) before the specials; None = max_len above."
     )
+    hard_negatives: str | None = _f(
+        None,
+        "Mine one hard negative per pair (gemlm.training.negatives) with this encoder: a gemlm "
+        "model, alias or folder (smollm2-135m-gem mining for its own recipe is one round of "
+        "self-mining), or 'teacher' (the distill_teacher: a teacher's signal, so the run is "
+        "labelled distilled). Each step then embeds 3 texts per pair. Needs document pairs.",
+    )
+    hard_negative_margin: float = _f(
+        0.95,
+        "False-negative filter: skip candidates the miner scores >= this x the query's own "
+        "positive (NV-Retriever's TopK-PercPos).",
+    )
+    hard_negative_depth: int = _f(
+        32, "Best-scoring pool rows per query searched for a negative (else a random one)."
+    )
     query_prompt: str | None = _f(
         None,
         "Prompt before queries: the first text of ict/title pairs, saved as the model's 'query' "
@@ -201,6 +216,12 @@ class GEMTrainingConfig:
             "pair_batches": self.pair_batches in ("random", "topic")
             and (self.pair_batches == "random" or set(self.pair_mix) != {"dropout"}),
             "n_topics": self.n_topics is None or self.n_topics >= 1,
+            "hard_negatives": not self.hard_negatives
+            or (
+                self.uses_pairs and (self.hard_negatives != "teacher" or bool(self.distill_teacher))
+            ),
+            "hard_negative_margin": self.hard_negative_margin > 0,
+            "hard_negative_depth": self.hard_negative_depth >= 1,
             "positive_max_len": self.positive_max_len is None or self.positive_max_len >= 2,
             "matryoshka_dims": all(d >= 1 for d in self.matryoshka_dims),
             "distill_weight": self.distill_weight >= 0,

@@ -60,7 +60,8 @@ def add_teacher_vectors(
     batch_size: int = 256,
     cache: TeacherCache | None = None,
 ) -> datasets.Dataset:
-    """Add ``teacher_query`` and ``teacher_positive`` (unit vectors) to contrastive token rows.
+    """Add ``teacher_query`` and ``teacher_positive`` (unit vectors) to contrastive token rows,
+    and ``teacher_negative`` when they have ``negative_ids`` (mined hard negatives).
 
     Each text is decoded from its ids, less the first of ``prompts`` it starts with (the
     student's prompts are instructions for the student only); a row without ``positive_ids`` is
@@ -78,11 +79,15 @@ def add_teacher_vectors(
     def encode(batch: dict[str, list]) -> dict[str, list]:
         queries = batch["input_ids"]
         positives = batch.get("positive_ids") or queries
-        texts = tokenizer.batch_decode(queries + positives, skip_special_tokens=True)
+        negatives = batch.get("negative_ids") or []
+        texts = tokenizer.batch_decode(queries + positives + negatives, skip_special_tokens=True)
         texts = [strip(t) for t in texts]
         vecs = cache.embed(texts, run_teacher) if cache is not None else run_teacher(texts)
         n = len(queries)
-        return {"teacher_query": vecs[:n].tolist(), "teacher_positive": vecs[n:].tolist()}
+        out = {"teacher_query": vecs[:n].tolist(), "teacher_positive": vecs[n : 2 * n].tolist()}
+        if negatives:
+            out["teacher_negative"] = vecs[2 * n :].tolist()
+        return out
 
     return rows.map(encode, batched=True, batch_size=1024, desc="Teacher embeddings")
 

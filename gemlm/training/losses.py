@@ -19,18 +19,31 @@ def ntp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def info_nce(
-    anchors: torch.Tensor, positives: torch.Tensor, logit_scale: torch.Tensor
+    anchors: torch.Tensor,
+    positives: torch.Tensor,
+    logit_scale: torch.Tensor,
+    negatives: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Symmetric InfoNCE with in-batch negatives on cosine similarity. (B, D), (B, D), scalar.
+
+    With ``negatives`` (B, D), mined hard negatives, each anchor ranks its positive against
+    every positive and every negative of the batch (B x 2B); the positive-to-anchor direction
+    stays B x B (a negative is no query).
 
     >>> a = torch.eye(3); parts = info_nce(a, a, torch.tensor(100.0))
     >>> round(parts["loss"].item(), 4), parts["accuracy"].item()
     (0.0, 1.0)
+    >>> info_nce(a, a, torch.tensor(100.0), negatives=a.flip(0))["accuracy"].item()
+    1.0
     """
     a, p = F.normalize(anchors.float(), dim=-1), F.normalize(positives.float(), dim=-1)
     logits = logit_scale * a @ p.T  # (B, B): row i's positive is column i
     target = torch.arange(a.shape[0], device=a.device)
-    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    back = F.cross_entropy(logits.T, target)
+    if negatives is not None:  # (B, 2B): the mined negatives are extra columns
+        n = F.normalize(negatives.float(), dim=-1)
+        logits = torch.cat([logits, logit_scale * a @ n.T], dim=1)
+    loss = (F.cross_entropy(logits, target) + back) / 2
     accuracy = (logits.argmax(-1) == target).float().mean()
     return {"loss": loss, "accuracy": accuracy.detach()}
 
@@ -48,28 +61,34 @@ class LogitScale(nn.Module):
 
 
 def distill_kl(
-    student: torch.Tensor, teacher: torch.Tensor, logit_scale: torch.Tensor, temperature: float
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    logit_scale: torch.Tensor,
+    temperature: float,
+    anchors: int | None = None,
 ) -> torch.Tensor:
     """KL(teacher || student) between in-batch similarity distributions, rows and columns.
 
-    ``student`` (2B, D) and ``teacher`` (2B, D_t) hold B anchors then their B positives; each
-    anchor's softmax over the B positives (and each positive's over the anchors) is pulled
-    towards the teacher's, whose cosines are divided by ``temperature``.
+    ``student`` (N, D) and ``teacher`` (N, D_t) hold B = ``anchors`` anchors (default N / 2)
+    then their B positives, then (N = 3B) their B mined negatives; each anchor's softmax over
+    the other N - B texts (and each positive's over the anchors) is pulled towards the
+    teacher's, whose cosines are divided by ``temperature``.
 
     >>> e = torch.eye(4)[:, :3]; round(distill_kl(e, e, torch.tensor(20.0), 0.05).item(), 6)
     0.0
     """
-    B = student.shape[0] // 2
+    B = anchors or student.shape[0] // 2
     s, t = F.normalize(student.float(), dim=-1), F.normalize(teacher.float(), dim=-1)
-    s_logits = logit_scale * s[:B] @ s[B:].T  # (B, B)
-    t_logits = (t[:B] @ t[B:].T) / temperature  # (B, B)
+    s_logits = logit_scale * s[:B] @ s[B:].T  # (B, N - B)
+    t_logits = (t[:B] @ t[B:].T) / temperature  # (B, N - B)
 
     def kl(sl: torch.Tensor, tl: torch.Tensor) -> torch.Tensor:
         return F.kl_div(
             F.log_softmax(sl, -1), F.log_softmax(tl, -1), log_target=True, reduction="batchmean"
         )
 
-    return (kl(s_logits, t_logits) + kl(s_logits.T, t_logits.T)) / 2
+    back = kl(s_logits[:, :B].T, t_logits[:, :B].T)  # positives over the anchors
+    return (kl(s_logits, t_logits) + back) / 2
 
 
 def distill_cosine(

@@ -56,7 +56,8 @@ def token_count(labels: torch.Tensor) -> int:
 
 class GEMTrainingModule(nn.Module):
     """Without a logit scale it is the mixed-NTP stage; with one, the contrastive stage, whose
-    batch holds B anchors then B positives and whose loss is
+    batch holds B anchors then B positives (then B mined negatives when the collator says
+    ``pairs=B`` for 3B rows: :mod:`gemlm.training.negatives`) and whose loss is
     ``alpha * InfoNCE + (1 - alpha) * NTP(anchors)``; with ``matryoshka_dims`` the InfoNCE term
     is the mean over the full embedding and its first d dims for each d; a batch with
     ``teacher`` vectors adds, beside that self-supervised InfoNCE, ``distill_weight`` x
@@ -104,18 +105,21 @@ class GEMTrainingModule(nn.Module):
             raise ValueError("frozen_text needs a gated adapter (adapter_scope='special_only')")
 
     def forward(
-        self, input_ids, attention_mask, position_ids, segments, labels, teacher=None
+        self, input_ids, attention_mask, position_ids, segments, labels, teacher=None, pairs=None
     ) -> dict[str, Any]:
         if self.logit_scale is None:
             return self._ntp(input_ids, attention_mask, position_ids, segments, labels)
-        B = input_ids.shape[0] // 2
+        B = int(pairs) if pairs is not None else input_ids.shape[0] // 2
+        if input_ids.shape[0] not in (2 * B, 3 * B):
+            raise ValueError(f"{input_ids.shape[0]} rows for {B} pairs: expected 2B or 3B")
         want_ntp = self.alpha < 1 and not self.frozen_text
         if self.grad_cache and torch.is_grad_enabled():
             emb, ntp_sum = self._cached_views(input_ids, segments)
         else:
             emb, ntp_sum = self._views(input_ids, segments, labels[:B] if want_ntp else None)
         scale = self.logit_scale()
-        parts = info_nce(emb[:B], emb[B:], scale)
+        negatives = emb[2 * B :] if input_ids.shape[0] == 3 * B else None
+        parts = info_nce(emb[:B], emb[B : 2 * B], scale, negatives)
         out = {
             "contrastive": parts["loss"].detach(),
             "accuracy": parts["accuracy"],
@@ -124,12 +128,13 @@ class GEMTrainingModule(nn.Module):
         contrastive = parts["loss"]
         if self.matryoshka_dims:  # the same loss on truncated (re-normalised) embeddings
             for d in self.matryoshka_dims:
-                cut = info_nce(emb[:B, :d], emb[B:, :d], scale)["loss"]
+                neg = negatives[:, :d] if negatives is not None else None
+                cut = info_nce(emb[:B, :d], emb[B : 2 * B, :d], scale, neg)["loss"]
                 out[f"contrastive_{d}"] = cut.detach()
                 contrastive = contrastive + cut
             contrastive = contrastive / (1 + len(self.matryoshka_dims))
         if teacher is not None and self.distill_weight:  # a teacher's in-batch similarities
-            kl = distill_kl(emb, teacher, scale, self.distill_temperature)
+            kl = distill_kl(emb, teacher, scale, self.distill_temperature, anchors=B)
             out["distill"] = kl.detach()
             contrastive = contrastive + self.distill_weight * kl
         if teacher is not None and self.distill_cosine_weight:  # each text onto its teacher's

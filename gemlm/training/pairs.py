@@ -39,7 +39,10 @@ PAIR_SOURCES = ("dropout", "ict", "title", "crop")
 ASYMMETRIC = frozenset({"ict", "title"})  # (query, document); the other sources are symmetric
 RETRIES = 8  # other documents tried when the drawn one cannot give a new pair
 PAIR_FEATURES = datasets.Features(
-    {name: datasets.Value("string") for name in ("query", "positive", "source")}
+    {
+        **{name: datasets.Value("string") for name in ("query", "positive", "source")},
+        "doc": datasets.Value("int64"),  # the document's row: pairs of one document are related
+    }
 )
 
 Pair = tuple[str, str]
@@ -186,7 +189,8 @@ def make_pairs(
     topic_batch: int = 0,
     n_topics: int | None = None,
 ) -> datasets.Dataset:
-    """``n_pairs`` rows of ``query``, ``positive`` and ``source``, sources drawn by ``mix``.
+    """``n_pairs`` rows of ``query``, ``positive``, ``source`` and ``doc`` (the row of ``docs``
+    the pair was cut from), sources drawn by ``mix``.
 
     ``mix`` maps source names of :data:`PAIR_SOURCES` to positive weights (normalised). Each
     pair draws a source, then a random document; when it cannot give that pair, or its query
@@ -228,9 +232,10 @@ def make_pairs(
         pick = topic_picker(groups, len(rows), topic_batch)
     pairs, stats = _draw(rows, weights, makers, n_pairs, random.Random(seed), pick)
     _log_stats(stats, len(pairs))
-    query, positive, source = (list(col) for col in zip(*pairs, strict=True))
+    query, positive, source, doc = (list(col) for col in zip(*pairs, strict=True))
     return datasets.Dataset.from_dict(
-        {"query": query, "positive": positive, "source": source}, features=PAIR_FEATURES
+        {"query": query, "positive": positive, "source": source, "doc": doc},
+        features=PAIR_FEATURES,
     )
 
 
@@ -259,20 +264,21 @@ def _draw(
     n_pairs: int,
     rng: random.Random,
     pick: Picker,
-) -> tuple[list[tuple[str, str, str]], Counter[tuple[str, str]]]:
-    """(query, positive, source) triples and counts of (source, "pairs"/"retried"/"failed");
+) -> tuple[list[tuple[str, str, str, int]], Counter[tuple[str, str]]]:
+    """(query, positive, source, document) rows and counts of (source, "pairs"/"retried"/"failed");
     ``pick`` chooses the document each try of pair i draws from."""
     names, cum = list(weights), list(accumulate(weights.values()))
-    pairs: list[tuple[str, str, str]] = []
+    pairs: list[tuple[str, str, str, int]] = []
     seen: set[str] = set()
     stats: Counter[tuple[str, str]] = Counter()
     while len(pairs) < n_pairs:
         source = rng.choices(names, cum_weights=cum)[0]
         for attempt in range(1 + RETRIES):
-            pair = makers[source](rows[pick(rng, len(pairs))], rng)
+            doc = pick(rng, len(pairs))
+            pair = makers[source](rows[doc], rng)
             if pair is not None and pair[0] not in seen:
                 seen.add(pair[0])
-                pairs.append((pair[0], pair[1], source))
+                pairs.append((pair[0], pair[1], source, doc))
                 stats[source, "pairs"] += 1
                 stats[source, "retried"] += attempt > 0
                 break
@@ -311,7 +317,9 @@ def tokenize_pairs(
     fmt: EmbeddingFormat | None = None,
 ) -> datasets.Dataset:
     """Token ids for the contrastive collator: ``input_ids`` (the query, or the first text of
-    a symmetric pair), ``positive_ids`` and ``protect`` (the query's BOS + prompt length).
+    a symmetric pair), ``positive_ids``, ``protect`` (the query's BOS + prompt length) and,
+    when ``pairs`` has a ``negative`` column (:mod:`gemlm.training.negatives`),
+    ``negative_ids``, built as a positive.
 
     Exactly what ``encode_query`` / ``encode_document`` feed the model, less the tail the
     collator appends: ``fmt.build`` of queries of :data:`ASYMMETRIC` sources as "query", of
@@ -327,13 +335,26 @@ def tokenize_pairs(
         docs = fmt.build(
             batch["positive"], "document", tokenizer=tokenizer, room=positive_max_len, tail=False
         )
+        negs = None
+        if "negative" in batch:
+            negs = fmt.build(
+                batch["negative"],
+                "document",
+                tokenizer=tokenizer,
+                room=positive_max_len,
+                tail=False,
+            )
         out: dict[str, list] = {"input_ids": [], "positive_ids": [], "protect": []}
+        if negs is not None:
+            out["negative_ids"] = []
         rows = zip(q_ids, q_lens, docs.ids, docs.lengths, roles, strict=True)
-        for q, q_len, d, d_len, role in rows:
-            if q_len >= 2 and d_len >= 2:
+        for i, (q, q_len, d, d_len, role) in enumerate(rows):
+            if q_len >= 2 and d_len >= 2 and (negs is None or negs.lengths[i] >= 2):
                 out["input_ids"].append(q)
                 out["positive_ids"].append(d)
                 out["protect"].append(protect[role])
+                if negs is not None:
+                    out["negative_ids"].append(negs.ids[i])
         return out
 
     return pairs.map(

@@ -28,7 +28,7 @@ from ..evaluation.suite import load_suite
 from ..export import export_sentence_transformers
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
-from . import distill
+from . import distill, negatives
 from .args import check_bf16, training_args, uses_bf16
 from .collator import ContrastiveCollator, GEMCollator
 from .config import GEMTrainingConfig
@@ -64,6 +64,23 @@ def _sentences(ds, min_words: int):
     return ds.map(split, batched=True, remove_columns=ds.column_names)
 
 
+def _miner(cfg: GEMTrainingConfig) -> negatives.Encode:
+    """The encoder ``hard_negatives`` names, loaded on its first call (a resumed run that
+    reuses its saved negatives never loads it)."""
+    loaded: list[negatives.Encode] = []
+
+    def encode(texts: list[str], role: str) -> Any:
+        if not loaded:
+            if cfg.hard_negatives == "teacher":
+                teacher = distill.load_teacher(cfg.distill_teacher or "")
+                loaded.append(negatives.teacher_encoder(teacher))
+            else:
+                loaded.append(negatives.gem_encoder(cfg.hard_negatives or ""))
+        return loaded[0](texts, role)
+
+    return encode
+
+
 def _contrastive_rows(
     cfg: GEMTrainingConfig, tok, train_texts, heldout: list[str], fmt: EmbeddingFormat
 ):
@@ -96,6 +113,16 @@ def _contrastive_rows(
         topic_batch=cfg.contrastive_batch_size if cfg.pair_batches == "topic" else 0,
         n_topics=cfg.n_topics,
     )
+    if cfg.hard_negatives:
+        pairs = negatives.add_negatives(
+            pairs,
+            _miner(cfg),
+            cfg.hard_negatives,
+            Path(cfg.output_dir),
+            cfg.hard_negative_margin,
+            cfg.hard_negative_depth,
+            cfg.seed,
+        )
     return tokenize_pairs(
         pairs,
         tok,

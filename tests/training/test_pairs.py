@@ -165,7 +165,7 @@ def test_crop_spans_are_bounded_substrings_of_the_document() -> None:
 
 def test_make_pairs_columns_and_mix_weights() -> None:
     pairs = make_pairs(corpus(1000), {"dropout": 2, "ict": 1, "title": 0.5, "crop": 0.5}, 1200)
-    assert pairs.column_names == ["query", "positive", "source"] and len(pairs) == 1200
+    assert pairs.column_names == ["query", "positive", "source", "doc"] and len(pairs) == 1200
     share = {k: v / 1200 for k, v in Counter(pairs["source"]).items()}
     expected = {"dropout": 0.5, "ict": 0.25, "title": 0.125, "crop": 0.125}
     assert share == pytest.approx(expected, abs=0.05)

@@ -299,20 +299,25 @@ def test_contrastive_rows_are_tokenized_like_encode(tiny_dir) -> None:
     assert rows["input_ids"][0] == ids[0][:-1]
 
 
-def test_pairs_from_documents_query_prompt_and_matryoshka(tiny_llama_dir, tmp_path) -> None:
+def wiki_folder(tmp_path: Path, n_docs: int = 12) -> Path:
+    """A WikiExtractor folder of ``n_docs`` titled two-paragraph articles."""
     wiki = tmp_path / "wiki" / "AA"
     wiki.mkdir(parents=True)
     docs = []
-    for d in range(12):
+    for d in range(n_docs):
         body = [
             " ".join(SENTENCES[(d + p + s) % len(SENTENCES)] for s in range(3)) for p in range(2)
         ]
         docs.append(f'<doc id="{d}" url="?curid={d}" title="Title {d}">\nTitle {d}\n\n')
         docs.append("\n".join(body) + "\n</doc>\n")
     (wiki / "wiki_00").write_text("".join(docs))
+    return wiki.parent
+
+
+def test_pairs_from_documents_query_prompt_and_matryoshka(tiny_llama_dir, tmp_path) -> None:
     cfg = tiny_config(
         tiny_llama_dir,
-        wiki.parent,
+        wiki_folder(tmp_path),
         tmp_path / "run",
         ntp_steps=0,
         tuning="lora",
