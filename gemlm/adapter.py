@@ -4,9 +4,11 @@ Every LoRA layer of a peft model computes ``base(x) + B(A(x)) * s``. ``SpecialGa
 ``B(A(x))`` by a (B, T, 1) mask that is 1 at special-token positions and 0 elsewhere, and when an
 input holds no special token at all it switches the adapters off, so the frozen base layers run
 alone. That includes peft's trainable rows of the GEM tokens (the embedding and the tied LM
-head): switched on, they rebuild the whole (vocab, D) matrix on every forward (a ~113 MB copy
-per decoded token for SmolLM2 in fp32), switched off they are the base layer's own lookup and
-matmul. Consequences, both tested:
+head): peft rebuilds the whole (vocab, D) matrix on every forward they are on in (a ~113 MB
+copy, ~90 ms on 2 cores, per decoded token for SmolLM2 in fp32); switched off they are the
+base layer's own lookup and matmul, and with GEM tokens in the input the gate's embedding
+lookup writes the trained rows at the GEM positions only (:func:`embedding_with_rows`).
+Consequences, all tested:
 
 - an input without special tokens gives logits bit-identical to the base model's, the GEM ids'
   logits included;
@@ -19,6 +21,7 @@ forward, including activation-checkpointing recomputation and cached generation 
 
 from __future__ import annotations
 
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,13 @@ class SpecialGate:
             m for m in peft_model.modules() if isinstance(m, LoraLayer | TrainableTokensLayer)
         ]
         lora = [m for m in self.layers if isinstance(m, LoraLayer)]
+        self.lookups = [  # GEM rows in the input embedding: set sparsely, not by a full merge
+            m
+            for m in self.layers
+            if isinstance(m, TrainableTokensLayer) and isinstance(m.base_layer, nn.Embedding)
+        ]
+        for layer in self.lookups:
+            layer.forward = types.MethodType(_sparse_rows_forward, layer)
         self.mask: torch.Tensor | None = None  # (B, T, 1) bool, set per decoder forward
         self.handles = [
             peft_model.get_decoder().register_forward_pre_hook(self._set_mask, with_kwargs=True)
@@ -90,6 +100,36 @@ class SpecialGate:
         self.handles = []
         for layer in self.layers:
             layer._disable_adapters = False
+        for layer in self.lookups:
+            del layer.forward  # back to the class's (peft's) forward
+
+
+def embedding_with_rows(layer: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """What peft's trainable-token embedding computes, without rebuilding its (vocab, D) matrix:
+    the base layer's lookup (B, T, D) of ``ids`` (B, T), then each active adapter's trained row
+    written at the positions of its tokens (scaled as the base layer scales, e.g. Gemma's).
+    Equal values and gradients (tested)."""
+    out = layer.base_layer(ids)
+    scale = layer._get_embed_scale()
+    for name in layer.active_adapters:
+        tokens = torch.tensor(layer.token_indices[name], device=ids.device)  # (n,)
+        hit = ids.unsqueeze(-1) == tokens  # (B, T, n)
+        if not bool(hit.any()):
+            continue
+        b, t, which = hit.nonzero(as_tuple=True)
+        rows = layer.trainable_tokens_delta[name][which].to(out.dtype)  # (m, D)
+        if scale is not None:
+            rows = rows * scale.to(out.dtype)
+        out = out.index_put((b, t), rows)  # out of place: autograd reaches the delta
+    return out
+
+
+def _sparse_rows_forward(self: nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """Bound as a trainable-token embedding's own ``forward`` (a method, so a deep copy follows
+    its layer): :func:`embedding_with_rows` while the adapter is on and unmerged, else peft's."""
+    if self.disable_adapters or self.merged or not self.active_adapters or args or kwargs:
+        return type(self).forward(self, x, *args, **kwargs)
+    return embedding_with_rows(self, x)
 
 
 def is_gated(model: nn.Module) -> bool:

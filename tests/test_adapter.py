@@ -70,9 +70,10 @@ def test_plain_text_logits_equal_the_gem_base_in_every_column(trained, tiny_llam
     assert torch.equal(gem_logits(gem, PLAIN, vocab), gem_logits(base, PLAIN, vocab))
 
 
-def test_plain_forward_does_not_rebuild_the_trainable_rows(trained, monkeypatch) -> None:
-    """peft rebuilds the whole (vocab, D) matrix per forward when the GEM rows are on: only a
-    forward holding a GEM token may pay for that (a decode step must not)."""
+def test_no_embedding_forward_rebuilds_the_trainable_rows(trained, monkeypatch) -> None:
+    """peft rebuilds the whole (vocab, D) matrix per forward its GEM rows are on in: a plain
+    forward (every decoded token) must not, nor the embedding lookup of a GEM forward; only
+    the tied LM head on a GEM input (training's NTP rows) still does."""
     from peft.tuners.trainable_tokens import TrainableTokensLayer
 
     gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")
@@ -85,9 +86,36 @@ def test_plain_forward_does_not_rebuild_the_trainable_rows(trained, monkeypatch)
     )
     with torch.no_grad():
         gem.model(input_ids=torch.tensor(PLAIN))
+        gem.model.get_decoder()(input_ids=torch.tensor([PLAIN[0] + gem.special_ids]))
+        assert not calls
+        gem.encode(["the cat sat on the mat", "a dog"])
         assert not calls
         gem.model(input_ids=torch.tensor([PLAIN[0] + gem.special_ids]))
-    assert calls  # the embedding (and the tied head) with the trained GEM row
+    assert calls  # the tied head with the trained GEM row
+
+
+def test_sparse_rows_equal_peft_in_values_and_gradients(trained) -> None:
+    """The gate's embedding lookup against peft's own forward (which rebuilds the matrix)."""
+    from peft.tuners.trainable_tokens import TrainableTokensLayer
+
+    from gemlm.adapter import embedding_with_rows
+
+    gem = GEMModel.from_pretrained(trained["special_only"], dtype="float32")
+    layer = gem.model.get_base_model().get_input_embeddings().token_adapter
+    assert isinstance(layer, TrainableTokensLayer) and "forward" in vars(layer)  # bound by the gate
+    ids = torch.tensor([PLAIN[0] + gem.special_ids, gem.special_ids + PLAIN[1]])
+    delta = next(iter(layer.trainable_tokens_delta.values())).requires_grad_(True)  # loaded frozen
+    outs, grads = [], []
+    for fn in (lambda x: embedding_with_rows(layer, x), lambda x: type(layer).forward(layer, x)):
+        delta.grad = None
+        out = fn(ids)
+        (out * torch.arange(out.numel()).reshape(out.shape).sin()).sum().backward()
+        outs.append(out.detach())
+        grads.append(delta.grad.clone())
+    assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+    assert grads[0].abs().sum() > 0
+    gem.model.gem_gate.remove()
+    assert "forward" not in vars(layer)
 
 
 def test_gated_greedy_generation_is_the_base_models(trained, tiny_llama_dir) -> None:
