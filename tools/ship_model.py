@@ -43,6 +43,11 @@ def ship(model: Path, name: str, card: Path, root: Path = PRETRAINED_DIR) -> Pat
             f"{model}: only a special_only adapter on a built-in alias ships "
             f"(got {config.adapter_scope!r} on {config.base_model!r})"
         )
+    if config.distilled_from and "distilled" not in name:
+        raise SystemExit(
+            f"{model} was distilled from {config.distilled_from}: its alias must say so "
+            f"(e.g. {name}-distilled), never read as a self-supervised model"
+        )
     out = root / name
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -105,6 +110,7 @@ def card(
         "matryoshka_dims": recipe.get("matryoshka_dims", []),
         "report_suite": {**scores, "mean": mean} if scores else "not scored yet",
         "eval_dtype": eval_dtype,
+        "distilled_from": config.distilled_from,
     }
     rows = "\n".join(f"| {t} | {v:.2f} |" for t, v in {**scores, "mean": mean}.items())
     if not scores:
@@ -112,6 +118,21 @@ def card(
     pairs = recipe["contrastive_steps"] * recipe["contrastive_batch_size"]
     topic = recipe.get("pair_batches") == "topic"  # each batch from one cluster of articles
     batches = " drawn from one topic cluster of articles per batch" if topic else ""
+    if recipe.get("hard_negatives"):
+        batches += f", plus one hard negative per pair mined by `{recipe['hard_negatives']}`"
+    if config.distilled_from:
+        supervision = (
+            f"**Distilled from {config.distilled_from}** (not self-supervised): trained on "
+            f"Wikipedia text (`{recipe.get('train_data')}` of the data folder) against that "
+            f"teacher's vectors (distill_weight {recipe.get('distill_weight')}, "
+            f"distill_cosine_weight {recipe.get('distill_cosine_weight')}) beside the "
+            "self-supervised InfoNCE, no labels."
+        )
+    else:
+        supervision = (
+            f"**Self-supervised**: trained on Wikipedia text only (`{recipe.get('train_data')}` "
+            "of the data folder), no labels, no teacher."
+        )
     return f"""---
 {yaml.safe_dump(meta, sort_keys=False).strip()}
 ---
@@ -124,8 +145,7 @@ L2-normalised, is the text's embedding ({config.max_length} tokens at most, 576 
 prefixes, see `gemlm eval -m gem:{name}@128`). Load it with `GEMModel.from_pretrained()` (the
 default) or `GEMModel.from_pretrained("{name}")`.
 
-**Self-supervised**: trained on Wikipedia text only (`{recipe.get("train_data")}` of the data
-folder), no labels, no teacher. Recipe `{recipe_path}`: {recipe.get("ntp_steps")} mixed-NTP steps,
+{supervision} Recipe `{recipe_path}`: {recipe.get("ntp_steps")} mixed-NTP steps,
 then {recipe["contrastive_steps"]} InfoNCE steps of {recipe["contrastive_batch_size"]} pairs
 ({pairs:,} pairs: {recipe.get("pair_mix")}, in-batch negatives{batches}),
 LoRA r={recipe.get("lora_r")}, seed {recipe.get("seed")}, {train_minutes} min of training on a

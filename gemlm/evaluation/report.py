@@ -47,7 +47,7 @@ def markdown(payload: dict[str, Any]) -> str:
         " pooling"
         " variants (marked *).",
         "",
-        "| task | metric | " + " | ".join(labels) + " |",
+        "| task | metric | " + " | ".join(_headers(meta, labels)) + " |",
         "|---|---|" + "---:|" * len(labels),
     ]
     for task, metric in _rows(results):
@@ -74,8 +74,18 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += ["", "Data (fixed seeded subsets; rows skipped; texts embedded per model):", ""]
     lines += [f"- **{k}**: {v}" for k, v in meta["subsets"].items()]
     lines += ["", "Models:", ""]
-    lines += [f"- **{m['label']}**: `{_spec(m)}`" for m in meta["models"]]
+    lines += [
+        f"- **{m['label']}**: `{_spec(m)}`"
+        + (f", distilled from {m['distilled_from']}" if m.get("distilled_from") else "")
+        for m in meta["models"]
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _headers(meta: dict[str, Any], labels: list[str]) -> list[str]:
+    """Column titles: a distilled GEM model says so (never read as a self-supervised result)."""
+    teachers = {m["label"]: m.get("distilled_from") for m in meta.get("models", [])}
+    return [f"{x} (distilled from {teachers[x]})" if teachers.get(x) else x for x in labels]
 
 
 def _spec(model: dict[str, Any]) -> str:

@@ -62,6 +62,7 @@ def evaluate(
 
     torch_dtype = as_dtype(dtype)
     results: dict[str, dict[str, Any]] = {s.label: {} for s in specs}
+    teachers: dict[str, str | None] = {}  # label -> distilled_from of a gem model
     groups: dict[str, list[ModelSpec]] = {}
     for s in specs:
         groups.setdefault(s.lm_key or f"st:{s.target}:{s.label}", []).append(s)
@@ -71,6 +72,8 @@ def evaluate(
         for s in members:
             t = time.perf_counter()
             backends[s.label] = load_backend(s, torch_dtype, shared)
+            if s.kind == "gem":
+                teachers[s.label] = backends[s.label].config.distilled_from
             memo = shared.setdefault(f"memo:{s.target}", {}) if s.kind == "gem" else None
             log(f"[{s.label}] loaded in {time.perf_counter() - t:.1f}s")
             results[s.label].update(
@@ -97,7 +100,13 @@ def evaluate(
         "machine": platform.processor() or platform.machine(),
         "seconds_total": round(time.perf_counter() - started, 1),
         "models": [
-            {"label": s.label, "kind": s.kind, "target": shown_path(s.target), "dims": s.dims}
+            {
+                "label": s.label,
+                "kind": s.kind,
+                "target": shown_path(s.target),
+                "dims": s.dims,
+                "distilled_from": teachers.get(s.label),
+            }
             for s in specs
         ],
         "subsets": _subsets(tasks, gen, results),

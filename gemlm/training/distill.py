@@ -45,6 +45,15 @@ MAP_FILE = "distill_map.safetensors"
 MAP_PREFIX = "distill_map."  # the map's parameter names in the training module's state
 
 
+def teacher_name(name: str) -> str:
+    """How a ``distill_teacher`` is named in labels: the model for ``"minilm"``, else as given.
+
+    >>> teacher_name("minilm"), teacher_name("/models/e5-small")
+    ('all-MiniLM-L6-v2', '/models/e5-small')
+    """
+    return "all-MiniLM-L6-v2" if name == "minilm" else name
+
+
 def load_teacher(name: str) -> Any:
     """``"minilm"`` (the all-MiniLM-L6-v2 wheel) or a sentence-transformers folder."""
     from sentence_transformers import SentenceTransformer

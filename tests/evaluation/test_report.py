@@ -34,6 +34,15 @@ def test_models_are_listed_with_their_truncation():
     assert "\n- **TinySTS**: test 3\n" in md
 
 
+def test_a_distilled_model_is_labelled_in_the_table_and_the_list():
+    payload = _payload()
+    payload["meta"]["models"][1]["distilled_from"] = "all-MiniLM-L6-v2"
+    md = markdown(payload)
+    assert "| task | metric | full | d64 (distilled from all-MiniLM-L6-v2) |" in md
+    assert "- **d64**: `gem:runs/m@64`, distilled from all-MiniLM-L6-v2\n" in md
+    assert "- **full**: `gem:runs/m`\n" in md
+
+
 def test_paths_are_shown_relative():
     cwd, home = "/srv/repo", "/home/u"
     assert shown_path("/srv/repo/runs/m/model", cwd, home) == "runs/m/model"
