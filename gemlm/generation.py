@@ -98,6 +98,18 @@ class _Cancelled(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)
 
 
+class _BetweenTokens(StoppingCriteria):
+    """Calls each of ``hooks`` after every generated token; never stops the generation."""
+
+    def __init__(self, hooks: list[Callable[[], Any]]) -> None:
+        self.hooks = list(hooks)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
+        for hook in self.hooks:
+            hook()
+        return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
+
+
 class _PieceStreamer(TextStreamer):
     """Hands finished text to ``emit``, holding back what may begin a stop string."""
 
@@ -121,7 +133,13 @@ class _PieceStreamer(TextStreamer):
 
 
 class GenerationEngine:
-    """``model.generate`` with the ids in ``suppress_ids`` (the GEM tokens) never generated."""
+    """``model.generate`` with the ids in ``suppress_ids`` (the GEM tokens) never generated.
+
+    Every callable in ``between_tokens`` is called after each generated token on the generating
+    thread: a server adds its worker's ``run_urgent`` there (and removes it when it closes), so
+    embedding batches that arrive during a long generation run between two of its tokens
+    (``gemlm.serving.batcher``).
+    """
 
     def __init__(
         self,
@@ -132,6 +150,7 @@ class GenerationEngine:
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.suppress_ids, self.pad_id = list(suppress_ids), pad_id
+        self.between_tokens: list[Callable[[], Any]] = []
 
     @property
     def context_length(self) -> int:
@@ -216,6 +235,8 @@ class GenerationEngine:
                 [_StopOnText(self.tokenizer, prompt_len, s.stop)] if s.stop else []
             ),
         }
+        if self.between_tokens:
+            kwargs["stopping_criteria"].append(_BetweenTokens(self.between_tokens))
         if s.greedy:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         else:

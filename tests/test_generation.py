@@ -269,3 +269,15 @@ def test_alias_defaults_are_given_saved_and_inherited(tiny_llama_dir, tmp_path) 
     assert GEMModel.from_pretrained(folder, dtype="float32").generation_defaults == (
         want | {"source": "generation_config"}
     )
+
+
+def test_between_tokens_is_called_after_every_generated_token(gem: GEMModel) -> None:
+    calls: list[int] = []
+    plain = gem.complete("the cat", max_new_tokens=6, temperature=0.0)
+    gem.generator.between_tokens.append(lambda: calls.append(1))
+    try:
+        hooked = gem.complete("the cat", max_new_tokens=6, temperature=0.0)
+    finally:
+        gem.generator.between_tokens.clear()
+    assert hooked.token_ids == plain.token_ids  # the hook never changes what is generated
+    assert len(calls) == hooked.completion_tokens

@@ -2,8 +2,14 @@
 
 Why one thread: torch already uses both cores for one forward pass; running an embedding batch and
 a generation step at the same time would oversubscribe them and slow both. Every job (tokenizing,
-embedding, generating) is therefore queued on a single-thread executor, FIFO, while the event loop
-stays free to answer ``/health`` and accept requests.
+embedding, generating) is therefore queued on one worker thread, while the event loop stays free
+to answer ``/health`` and accept requests.
+
+Why embeddings first: a generation holds the model for seconds (a token per forward), an
+embedding batch for a fraction of one. Jobs run one at a time, urgent ones (embedding batches)
+before the others, and a long job may call :meth:`ModelWorker.run_urgent` between its steps (the
+generation engine does, between tokens) to run the urgent jobs queued meanwhile on its own
+thread. So an embedding request waits for at most one decode step, never for whole generations.
 
 Why micro-batches: many small embedding requests cost far less as one padded batch. Requests
 queue up; a batch closes at ``max_batch`` inputs or ``max_wait`` seconds after its first request,
@@ -14,8 +20,10 @@ requests accumulate, so under load batches fill up without any waiting.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -25,6 +33,8 @@ X = TypeVar("X")
 Y = TypeVar("Y")
 R = TypeVar("R")
 
+_Job = tuple[Future, Callable[[], Any]]
+
 
 @dataclass
 class Done(Generic[R]):
@@ -33,17 +43,63 @@ class Done(Generic[R]):
     result: R
 
 
+def _execute(future: Future, fn: Callable[[], Any]) -> None:
+    if not future.set_running_or_notify_cancel():  # cancelled before it started: dropped
+        return
+    try:
+        future.set_result(fn())
+    except BaseException as exc:  # the awaiting caller re-raises it
+        future.set_exception(exc)
+
+
 class ModelWorker:
-    """A single-thread executor: jobs run one at a time, in submission order."""
+    """One thread: jobs run one at a time, urgent ones first, each kind in submission order."""
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemlm-model")
+        self._urgent: deque[_Job] = deque()
+        self._normal: deque[_Job] = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self.busy = False  # a job is running (run_urgent may be called from inside it)
+        self.urgent_inline = 0  # urgent jobs run by run_urgent inside another job
+        self._thread = threading.Thread(target=self._loop, name="gemlm-model", daemon=True)
+        self._thread.start()
 
-    async def run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    def submit(
+        self, fn: Callable[..., R], *args: Any, urgent: bool = False, **kwargs: Any
+    ) -> Future[R]:
+        """Queue ``fn`` from any thread; ``urgent`` jobs run before the others."""
+        future: Future[R] = Future()
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the model worker is shut down")
+            (self._urgent if urgent else self._normal).append(
+                (future, partial(fn, *args, **kwargs))
+            )
+            self._cv.notify()
+        return future
+
+    async def run(self, fn: Callable[..., R], *args: Any, urgent: bool = False, **kwargs: Any) -> R:
         """Run ``fn`` on the worker thread and await its result (a job not yet started is
         dropped if the awaiting request is cancelled)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+        return await asyncio.wrap_future(self.submit(fn, *args, urgent=urgent, **kwargs))
+
+    def run_urgent(self) -> int:
+        """Run the urgent jobs queued now, on the calling thread; returns how many ran.
+
+        Only for code running *inside* the current job (its own thread, or one it waits on),
+        between its steps: the worker thread is then inside that job, so nothing else touches
+        the model meanwhile. Does nothing when no job is running."""
+        ran = 0
+        while self.busy:
+            with self._cv:
+                if not self._urgent:
+                    break
+                future, fn = self._urgent.popleft()
+            _execute(future, fn)
+            ran += 1
+        self.urgent_inline += ran
+        return ran
 
     async def relay(self, job: Callable[[Callable[[P], None]], R]) -> AsyncIterator[P | Done[R]]:
         """Run ``job(emit)`` on the worker; yield each piece it emits as it comes, then
@@ -62,13 +118,36 @@ class ModelWorker:
                 getter.cancel()
         yield Done(task.result())
 
-    def submit(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> Future[R]:
-        """Queue ``fn`` from any thread (tests use it to hold the worker busy)."""
-        return self._executor.submit(fn, *args, **kwargs)
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not (self._urgent or self._normal or self._closed):
+                    self._cv.wait()
+                if self._closed:
+                    return
+                future, fn = (self._urgent or self._normal).popleft()
+                self.busy = True
+            try:
+                _execute(future, fn)
+            finally:
+                self.busy = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def shutdown(self) -> None:
         """Finish the running job, drop queued ones, end the thread."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._cv:
+            self._closed = True
+            dropped = [*self._urgent, *self._normal]
+            self._urgent.clear()
+            self._normal.clear()
+            self._cv.notify_all()
+        for future, _ in dropped:
+            future.cancel()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
 
 
 @dataclass
@@ -139,7 +218,7 @@ class MicroBatcher(Generic[X, Y]):
                 continue
             flat = [x for r in batch for x in r.inputs]
             try:
-                results = await self.worker.run(self.fn, flat)
+                results = await self.worker.run(self.fn, flat, urgent=True)
                 if len(results) != len(flat):
                     raise RuntimeError(f"batch function gave {len(results)} for {len(flat)}")
             except asyncio.CancelledError:  # closing: nobody will deliver these results

@@ -96,6 +96,8 @@ class ServingContext:
         self.gem, self.model_name, self.limits, self.batching = gem, model_name, limits, batching
         self.created = int(time.time())
         self.worker = ModelWorker()
+        # embedding batches that arrive during a generation run between two of its tokens
+        gem.generator.between_tokens.append(self.worker.run_urgent)
         self.batcher: MicroBatcher[Any, Any] = MicroBatcher(
             self.worker,
             self.embed,
@@ -174,6 +176,8 @@ class ServingContext:
             event.set()
         await self.batcher.aclose()
         await asyncio.to_thread(self.worker.shutdown)
+        if self.worker.run_urgent in self.gem.generator.between_tokens:
+            self.gem.generator.between_tokens.remove(self.worker.run_urgent)
 
 
 def serving(request: Request) -> ServingContext:

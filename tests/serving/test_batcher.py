@@ -122,3 +122,58 @@ def test_worker_never_runs_two_jobs_at_once() -> None:
 
     names = run(main())
     assert peak == 1 and len(names) == 1 and next(iter(names)).startswith("gemlm-model")
+
+
+def test_urgent_jobs_run_before_queued_ones_and_inside_a_long_job() -> None:
+    order: list[str] = []
+    worker = ModelWorker()
+    gate, inside = threading.Event(), threading.Event()
+
+    def long_job() -> int:  # a generation: steps, with run_urgent between them
+        inside.set()
+        gate.wait()
+        ran = 0
+        for step in range(3):
+            order.append(f"step{step}")
+            ran += worker.run_urgent()
+        return ran
+
+    first = worker.submit(long_job)
+    inside.wait()
+    later = worker.submit(order.append, "normal")
+    embed = worker.submit(order.append, "urgent", urgent=True)
+    gate.set()
+    assert first.result(timeout=10) == 1 and embed.result(timeout=10) is None
+    later.result(timeout=10)
+    # the urgent job ran between the long job's first two steps, the normal one after it
+    assert order == ["step0", "urgent", "step1", "step2", "normal"]
+    assert worker.run_urgent() == 0  # outside a job: nothing runs here
+    blocker, started = threading.Event(), threading.Event()
+    worker.submit(lambda: started.set() or blocker.wait())
+    started.wait()
+    queued = worker.submit(order.append, "never")
+    urgent_queued = worker.submit(order.append, "never", urgent=True)
+    threading.Timer(0.05, blocker.set).start()
+    worker.shutdown()  # finishes the running job, drops the queued ones
+    assert queued.cancelled() and urgent_queued.cancelled() and "never" not in order
+    with pytest.raises(RuntimeError, match="shut down"):
+        worker.submit(order.append, "late")
+
+
+def test_embedding_batches_are_urgent_for_the_worker() -> None:
+    async def main() -> list[str]:
+        worker = ModelWorker()
+        order: list[str] = []
+        batcher = MicroBatcher(worker, lambda xs: order.extend(xs) or xs, max_wait=0)
+        gate = threading.Event()
+        worker.submit(gate.wait)
+        generation = asyncio.ensure_future(worker.run(order.append, "generation"))
+        embedded = asyncio.ensure_future(batcher.submit(["embedding"]))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(generation, embedded)
+        await batcher.aclose()
+        worker.shutdown()
+        return order
+
+    assert run(main()) == ["embedding", "generation"]  # queued after, run before

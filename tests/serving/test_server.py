@@ -50,12 +50,50 @@ def test_health_answers_while_the_model_is_busy_and_requests_are_batched(server)
     assert ctx.batcher.batches - before <= 2  # gathered (max_batch=8), not one job each
 
 
+def test_an_embedding_request_runs_between_the_tokens_of_a_generation(server) -> None:
+    """A generation holds the worker; an embedding batch that arrives meanwhile runs between
+    two of its tokens (inline, on the generating thread), not after the whole generation."""
+    ctx = server.app.state.serving
+    hooks = ctx.gem.generator.between_tokens
+    assert ctx.worker.run_urgent in hooks  # added by the server
+
+    def first_token_waits() -> int:  # hold the first token until the embedding batch queues
+        deadline = time.monotonic() + 10
+        while not ctx.worker._urgent and not waited and time.monotonic() < deadline:
+            time.sleep(0.005)
+        waited.append(True)
+        return ctx.worker.run_urgent()
+
+    waited: list[bool] = []
+    before = ctx.worker.urgent_inline
+    ctx.gem.generator.between_tokens = [first_token_waits]
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            chat = pool.submit(
+                httpx.post,
+                server.v1 + "/chat/completions",
+                json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+                headers=server.headers(),
+                timeout=30,
+            )
+            deadline = time.monotonic() + 10
+            while not ctx.worker.busy and time.monotonic() < deadline:
+                time.sleep(0.005)
+            r = embed(server, ["the cat sat on the mat"])
+            assert r.status_code == 200 and chat.result().status_code == 200
+    finally:
+        ctx.gem.generator.between_tokens = hooks
+    assert ctx.worker.urgent_inline == before + 1
+    got = np.array(r.json()["data"][0]["embedding"])
+    np.testing.assert_allclose(got, server.gem.encode(["the cat sat on the mat"])[0], atol=1e-5)
+
+
 def test_in_thread_shutdown_ends_the_worker(gem) -> None:
     app = create_app(gem, model_name="m")
     with serve_in_thread(app) as url:
         r = httpx.post(url + "/v1/embeddings", json={"input": "x"})  # no key configured
         assert r.status_code == 200
-    assert app.state.serving.worker._executor._shutdown
+    assert app.state.serving.worker.closed
 
 
 def free_port() -> int:
