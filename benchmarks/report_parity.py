@@ -52,14 +52,19 @@ def run_eval(tree: Path, model: Path, out: Path, dtype: str, label: str) -> tupl
     return json.loads(report.read_text()), rev.read_text().strip()
 
 
-def flat(scores: Any, prefix: str = "") -> dict[str, float]:
-    """Every number of a task's result, by its dotted path.
+TIMING = {"seconds", "evaluation_time"}  # how long a task took: not a score
 
-    >>> flat({"main": 1.0, "scores": {"a": 2, "b": "x"}})
+
+def flat(scores: Any, prefix: str = "") -> dict[str, float]:
+    """Every number of a task's result but its timings, by its dotted path.
+
+    >>> flat({"main": 1.0, "seconds": 9.5, "scores": {"a": 2, "b": "x"}})
     {'main': 1.0, 'scores.a': 2.0}
     """
     out: dict[str, float] = {}
     for key, value in scores.items():
+        if key in TIMING:
+            continue
         path = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flat(value, path + "."))

@@ -22,3 +22,5 @@ def test_identical_reports_compare_equal_and_any_change_shows() -> None:
     missing = compare({"STSBenchmark": task}, {"STSBenchmark": {"main": 72.5}})["STSBenchmark"]
     assert missing["max_abs_diff"] == math.inf
     assert compare({"A": task}, {})["A"]["new"] is None
+    slower = compare({"A": {**task, "seconds": 9.0}}, {"A": {**task, "seconds": 12.0}})["A"]
+    assert slower["max_abs_diff"] == 0.0  # how long a task took is not a score
