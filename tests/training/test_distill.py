@@ -21,7 +21,7 @@ from gemlm.training.collator import ContrastiveCollator
 from gemlm.training.config import GEMTrainingConfig
 from gemlm.training.losses import LogitScale, distill_cosine, distill_kl
 from gemlm.training.module import GEMTrainingModule
-from gemlm.training.run import teachers_of, train
+from gemlm.training.run import train
 
 from .test_module import assert_same_grads, contrastive_batch, grads_of, lora_model
 from .test_trainer import SENTENCES, tiny_config
@@ -210,10 +210,10 @@ def test_training_with_the_cosine_term_saves_the_map_not_in_the_model(
     assert gem.encode(["the cat sat on the mat"]).shape == (1, hidden)  # the map is dropped
     assert gem.config.distilled_from == "stand-in" == gem.info()["distilled_from"]  # labelled
     miner = GEMTrainingConfig(pair_mix={"ict": 1.0}, hard_negatives=str(tmp_path / "run" / "model"))
-    assert teachers_of(miner) == "stand-in"  # negatives mined by a distilled model carry it
+    assert distill.teachers_of(miner) == "stand-in"  # negatives mined by a distilled model carry it
     both = GEMTrainingConfig(distill_teacher="minilm", pair_mix={"ict": 1.0})
-    assert teachers_of(both, inherited="stand-in") == "stand-in + all-MiniLM-L6-v2"
-    assert teachers_of(GEMTrainingConfig()) is None
+    assert distill.teachers_of(both, inherited="stand-in") == "stand-in + all-MiniLM-L6-v2"
+    assert distill.teachers_of(GEMTrainingConfig()) is None
     assert list((tmp_path / "teacher-cache").glob("*/chunk-*.npy")) and teachers[0].calls >= 1
     run("run2")  # a sibling run over the same texts: the cache has them all
     assert teachers[1].calls == 0
