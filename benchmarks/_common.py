@@ -319,6 +319,22 @@ def train_steps(module: Any, batches: Iterable[dict[str, Any]], optimizer: Any) 
 
 
 # ---------------------------------------------------------------------------------- others
+def rates(seconds: Mapping[K, float], texts: int, tokens: int) -> dict[K, dict[str, float]]:
+    """Per named run: its seconds and the texts/s and tokens/s they make.
+
+    >>> rates({"a": 2.0}, texts=10, tokens=100)
+    {'a': {'seconds': 2.0, 'texts_per_s': 5.0, 'tokens_per_s': 50.0}}
+    """
+    return {
+        name: {
+            "seconds": round(s, 3),
+            "texts_per_s": round(texts / s, 1),
+            "tokens_per_s": round(tokens / s, 1),
+        }
+        for name, s in seconds.items()
+    }
+
+
 def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Largest absolute difference and smallest row cosine between two (N, D) arrays.
 

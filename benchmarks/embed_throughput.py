@@ -21,7 +21,7 @@ from sentence_transformers import SentenceTransformer, models
 from transformers import AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from benchmarks._common import RESULTS, best_of, stsb_sentences, write_result
+from benchmarks._common import RESULTS, best_of, rates, stsb_sentences, write_result
 from gemlm.model import GEMModel
 from gemlm.sources import resolve
 
@@ -107,14 +107,7 @@ def main() -> None:
     backbone_params = sum(p.numel() for p in gem_bf16.model.get_decoder().parameters())
     embed_params = gem_bf16.model.get_input_embeddings().weight.numel()
     flops_per_token = 2 * (backbone_params - embed_params)  # matmul FLOPs, attention excluded
-    results = {
-        name: {
-            "seconds": round(dt, 3),
-            "texts_per_s": round(len(texts) / dt, 1),
-            "tokens_per_s": round(n_tokens / dt, 1),
-        }
-        for name, dt in best.items()
-    }
+    results = rates(best, len(texts), n_tokens)
     for res in results.values():
         res["mfu_vs_bf16_matmul_peak"] = round(res["tokens_per_s"] * flops_per_token / peak, 4)
     ref = results["sentence_transformers_mean_fp32"]["texts_per_s"]

@@ -19,7 +19,14 @@ import dataclasses
 
 import torch
 
-from benchmarks._common import RESULTS, best_of, command_line, stsb_sentences, write_result
+from benchmarks._common import (
+    RESULTS,
+    best_of,
+    command_line,
+    rates,
+    stsb_sentences,
+    write_result,
+)
 from gemlm.model import GEMModel
 
 
@@ -56,14 +63,7 @@ def main() -> None:
     }
     seconds = best_of(runs, args.rounds)
     tokens = sum(len(x) for x in ids_gated)
-    results = {
-        name: {
-            "seconds": round(s, 3),
-            "texts_per_s": round(len(texts) / s, 1),
-            "tokens_per_s": round(tokens / s, 1),
-        }
-        for name, s in seconds.items()
-    }
+    results = rates(seconds, len(texts), tokens)
     ratio = round(seconds["gated"] / seconds["base"], 3)
     cos = torch.nn.functional.cosine_similarity(
         base.embed_ids(ids_gated[:64]), gated.embed_ids(ids_gated[:64])
