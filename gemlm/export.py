@@ -19,6 +19,7 @@ from pathlib import Path
 from tokenizers.processors import TemplateProcessing
 
 from .atomic import atomic_folder
+from .int8 import refuse_int8
 from .model import GEMModel
 
 MODULES = [
@@ -34,6 +35,7 @@ MODULES = [
 
 
 def export_sentence_transformers(gem: GEMModel, path: str | os.PathLike) -> Path:
+    refuse_int8(gem.model, "export")
     if not gem.config.adapter_scope.exportable:  # a gated LoRA has no merged-weights form
         raise ValueError(
             f"adapter_scope {gem.config.adapter_scope} has no sentence-transformers export: its "

@@ -15,6 +15,7 @@ from transformers import (
 )
 
 from .config import GEMConfig
+from .int8 import INT8
 from .sampling import ALIAS_DEFAULTS, states_sampling
 from .sources import DEFAULT_MODEL, is_gemlm_folder, resolve
 
@@ -29,10 +30,14 @@ def default_dtype() -> torch.dtype:
 
 
 def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """The torch dtype a model loads in: "auto" is :func:`default_dtype`; "int8" loads float32
+    (its decoder's linear layers are then quantized: :mod:`gemlm.int8`)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
         return default_dtype()
+    if dtype == INT8:
+        return torch.float32
     names = {
         "float32": torch.float32,
         "fp32": torch.float32,
@@ -42,7 +47,7 @@ def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
         "fp16": torch.float16,
     }
     if dtype not in names:
-        raise ValueError(f"dtype must be one of {sorted(names)} or 'auto', got {dtype!r}")
+        raise ValueError(f"dtype must be one of {sorted(names)}, 'int8' or 'auto', got {dtype!r}")
     return names[dtype]
 
 

@@ -18,6 +18,7 @@ from .atomic import atomic_folder
 from .config import GEMConfig
 from .embedding import EmbeddingEngine, QueryForward
 from .generation import Completion, GenerationEngine
+from .int8 import INT8, is_int8, quantize_decoder, refuse_int8
 from .loading import default_dtype, load
 from .quantization import quantize_embeddings
 from .sampling import Sampling
@@ -82,7 +83,8 @@ class GEMModel:
         """Load a gemlm folder, a Hugging Face folder, a .gguf file, an alias or a hub id.
 
         Options (:func:`gemlm.loading.load`): ``num_special_tokens`` (default 1, for a model
-        that is not yet a GEM model), ``dtype`` ("auto": bf16 where the CPU has it),
+        that is not yet a GEM model), ``dtype`` ("auto": bf16 where the CPU has it; "int8":
+        float32 with the decoder's linear layers dynamic int8, :mod:`gemlm.int8`),
         ``device``, ``max_length``, ``attn_implementation``, ``adapter``, and any other keyword
         for ``AutoModelForCausalLM.from_pretrained``. A gated adapter
         (``adapter_scope="special_only"``) is a small gemlm folder that names its base: load
@@ -92,6 +94,8 @@ class GEMModel:
         gem = cls(model, tokenizer, config)
         if adapter is not None:
             gem.model = load_gated_adapter(gem.model, Path(adapter), gem.special_ids).eval()
+        if options.get("dtype") == INT8:  # after the adapter: its LoRA wraps float layers
+            quantize_decoder(gem.model)
         return gem
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
@@ -99,6 +103,7 @@ class GEMModel:
 
         A gated adapter saves only its peft files (``adapter/``) and the config naming the base.
         """
+        refuse_int8(self.model, "save")
         with atomic_folder(path) as tmp:
             if self.config.adapter_scope.saved_as_adapter:
                 save_gated_adapter(self.model, Path(tmp))
@@ -114,7 +119,14 @@ class GEMModel:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The torch dtype of the weights and activations (float32 for an int8 model, whose
+        decoder's linear layers are int8: see :attr:`precision`)."""
         return self.model.dtype
+
+    @property
+    def precision(self) -> str:
+        """ "int8" for a model loaded with ``dtype="int8"``, else the dtype's name."""
+        return INT8 if is_int8(self.model) else str(self.dtype).replace("torch.", "")
 
     def get_embedding_dimension(self) -> int:
         return self.embedder.dim
@@ -338,7 +350,7 @@ class GEMModel:
             "distilled_from": self.config.distilled_from,  # None: self-supervised (or the base)
             "max_length": fmt.max_length,
             "prompts": fmt.prompts,
-            "dtype": str(self.dtype).replace("torch.", ""),
+            "dtype": self.precision,
             "device": str(self.device),
         }
 

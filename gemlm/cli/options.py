@@ -25,7 +25,11 @@ ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="gemlm/HF folder, .gguf file, alias or hub id.")
 ]
 DtypeOpt = Annotated[
-    str, typer.Option(help="auto (bf16 where the CPU has it), float32 or bfloat16.")
+    str,
+    typer.Option(
+        help="auto (bf16 where the CPU has it), float32, bfloat16, or int8 (float32 with the "
+        "decoder's linear layers dynamic int8: approximate; see gemlm.int8)."
+    ),
 ]
 
 # the vector store (gemlm rag, gemlm serve --rag-collection)

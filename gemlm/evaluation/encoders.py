@@ -27,6 +27,8 @@ import torch
 
 from ..config import GEMConfig
 from ..embedding_format import EmbeddingFormat
+from ..int8 import INT8, quantize_decoder
+from ..loading import as_dtype
 from ..model import GEMModel
 from ..sources import is_gemlm_folder, resolve
 from .batching import length_batches
@@ -111,12 +113,14 @@ def minilm_folder() -> str:
 class BaseLM:
     """A plain causal LM (no GEM tokens) with pooled last-layer embeddings, cached per text."""
 
-    def __init__(self, target: str, dtype: torch.dtype, max_length: int = 512) -> None:
+    def __init__(self, target: str, dtype: str | torch.dtype, max_length: int = 512) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = resolve(target)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=as_dtype(dtype)).eval()
+        if dtype == INT8:
+            quantize_decoder(self.model)
         self.max_length = max_length
         # prompteol -> the input's format (no GEM tokens: the last token is read)
         self.formats = {
@@ -206,8 +210,10 @@ class TextEncoder:
         return part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
 
 
-def load_backend(spec: ModelSpec, dtype: torch.dtype, shared: dict[str, Any]) -> Any:
-    """The loaded model behind ``spec``; base LMs are shared between poolings via ``shared``."""
+def load_backend(spec: ModelSpec, dtype: str | torch.dtype, shared: dict[str, Any]) -> Any:
+    """The loaded model behind ``spec`` in ``dtype`` (:func:`gemlm.loading.as_dtype`'s names;
+    "int8" quantizes gemlm's own LMs, not encoders); base LMs are shared between poolings via
+    ``shared``."""
     if spec.kind == "gem":  # one load per folder: gem:F and gem:F@64 share it
         key = f"gem:{spec.target}"
         if key not in shared:

