@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gemlm import sources
+from gemlm.config import GEMConfig
 from gemlm.model import GEMModel
 from gemlm.sources import CHECKSUMS, ModelSourceError, pretrained_folder
 
@@ -158,19 +159,38 @@ def card_meta(name: str) -> dict:
     return yaml.safe_load(text.split("---\n", 2)[1])
 
 
-def test_the_default_model_is_a_shipped_scored_special_only_adapter() -> None:
-    assert sources.DEFAULT_MODEL in sources.pretrained_names()
-    pretrained_folder(sources.DEFAULT_MODEL)  # every file matches its checksum
-    meta = card_meta(sources.DEFAULT_MODEL)
-    assert meta["name"] == sources.DEFAULT_MODEL
+SHIPPED = sources.pretrained_names()  # the real ones, in the package
+
+
+def test_the_default_model_is_a_shipped_self_supervised_adapter() -> None:
+    assert sources.DEFAULT_MODEL in SHIPPED
+    assert card_meta(sources.DEFAULT_MODEL).get("distilled_from") is None  # not distilled
+    assert "smollm2-135m-gem-distilled" in SHIPPED  # the labelled second built-in
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_model_is_a_scored_labelled_special_only_adapter(name) -> None:
+    pretrained_folder(name)  # every file matches its checksum
+    meta = card_meta(name)
+    assert meta["name"] == name
     assert meta["base_model"] == sources.BASE_MODEL and meta["adapter_scope"] == "special_only"
     scores = meta["report_suite"]
     assert set(scores) == {*ship_model.TASKS, "mean"} and meta["eval_dtype"]
+    config = GEMConfig.load(sources.PRETRAINED_DIR / name)
+    assert config.distilled_from == meta.get("distilled_from")  # the card says what it is
+    assert ("distilled" in name) == bool(config.distilled_from)
+    text = (sources.PRETRAINED_DIR / name / "README.md").read_text()
+    if config.distilled_from:
+        assert f"**Distilled from {config.distilled_from}** (not self-supervised)" in text
+    else:
+        assert "**Self-supervised**" in text and "Distilled" not in text
 
 
-@pytest.fixture(scope="module")
-def default_gem() -> GEMModel:
-    return GEMModel.from_pretrained()  # no argument: the default, i.e. the shipped adapter
+@pytest.fixture(scope="module", params=SHIPPED)
+def shipped_gem(request: pytest.FixtureRequest) -> GEMModel:
+    if request.param == sources.DEFAULT_MODEL:
+        return GEMModel.from_pretrained()  # no argument: the default, i.e. the shipped adapter
+    return GEMModel.from_pretrained(request.param)
 
 
 # an anchor, its paraphrase and an unrelated sentence on a different topic
@@ -188,30 +208,31 @@ TRIPLES = [
 
 
 @needs_default_wheel
-def test_the_shipped_model_ranks_paraphrases_above_unrelated_texts(default_gem) -> None:
+def test_the_shipped_model_ranks_paraphrases_above_unrelated_texts(shipped_gem) -> None:
     from gemlm.cli.models import DEMO_SENTENCES, paraphrase_gap
 
-    assert default_gem.config.adapter_scope == "special_only"
+    assert shipped_gem.config.adapter_scope == "special_only"
     for anchor, para, other in TRIPLES:
-        a, p, o = default_gem.encode([anchor, para, other])
+        a, p, o = shipped_gem.encode([anchor, para, other])
         assert float(a @ p) > float(a @ o) + 0.05, (anchor, float(a @ p), float(a @ o))
-    emb = default_gem.encode(DEMO_SENTENCES)
-    para, unrelated = paraphrase_gap(default_gem.similarity(emb, emb).tolist())
+    emb = shipped_gem.encode(DEMO_SENTENCES)
+    para, unrelated = paraphrase_gap(shipped_gem.similarity(emb, emb).tolist())
     assert min(para) > unrelated  # the demo's first table
 
 
 @needs_default_wheel
-def test_the_shipped_model_generates_as_its_base_bit_for_bit(default_gem) -> None:
-    base = GEMModel.from_pretrained(sources.BASE_MODEL, dtype=str(default_gem.dtype).split(".")[1])
-    prompt = default_gem.prompt_ids("Name three colours.", chat=True)
-    ours = default_gem.complete(prompt, max_new_tokens=12, temperature=0.0)
+def test_the_shipped_model_generates_as_its_base_bit_for_bit(shipped_gem) -> None:
+    base = GEMModel.from_pretrained(sources.BASE_MODEL, dtype=str(shipped_gem.dtype).split(".")[1])
+    prompt = shipped_gem.prompt_ids("Name three colours.", chat=True)
+    ours = shipped_gem.complete(prompt, max_new_tokens=12, temperature=0.0)
     theirs = base.complete(prompt, max_new_tokens=12, temperature=0.0)
     assert ours.token_ids == theirs.token_ids
 
 
 @pytest.mark.slow
 @needs_default_wheel
-def test_the_shipped_model_scores_its_cards_stsb(tmp_path) -> None:
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_shipped_model_scores_its_cards_stsb(name, tmp_path) -> None:
     """Re-score STS-B from the shipped files, in the card's dtype: within 0.1 of the card."""
     import json
 
@@ -220,11 +241,11 @@ def test_the_shipped_model_scores_its_cards_stsb(tmp_path) -> None:
 
     if not (data_dir() / "stsbenchmark").is_dir():
         pytest.skip(f"no STS-B under the data folder {data_dir()}")
-    meta = card_meta(sources.DEFAULT_MODEL)
+    meta = card_meta(name)
     suite = tmp_path / "stsb.yaml"
     suite.write_text("name: stsb\nembedding:\n  - stsbenchmark\n")
     evaluate(
-        [f"shipped=gem:{sources.DEFAULT_MODEL}"],
+        [f"shipped=gem:{name}"],
         suite,
         tmp_path / "report.md",
         dtype=meta["eval_dtype"],

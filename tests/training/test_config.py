@@ -196,3 +196,14 @@ def test_inert_special_only_settings_are_named():
         warnings.simplefilter("error")
         GEMTrainingConfig(adapter_scope="special_only", gem_prob=1.0, contrastive_alpha=1.0)
         GEMTrainingConfig(adapter_scope="special_only", skip_frozen=False, gem_prob=0.2)
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_is_a_valid_config(recipe) -> None:
+    cfg = GEMTrainingConfig.from_yaml(recipe)
+    assert cfg.model and cfg.output_dir.startswith("runs/")
+    if "distilled" in recipe.name:  # the recipe of the labelled built-in says what it is
+        assert cfg.distill_teacher and cfg.distill_cosine_weight > 0
