@@ -13,7 +13,10 @@ The miner is a gemlm model (an alias or a folder; the shipped ``smollm2-135m-gem
 run of its own recipe is one round of self-mining) or ``"teacher"``, the ``distill_teacher``
 (a teacher's signal: the run is labelled distilled, never GEM's self-supervised result). It
 embeds every query and positive of the pool once; the choice is saved in the run folder keyed
-by the miner and the pool, so a resumed run does not mine again.
+by the miner and the pool, so a resumed run does not mine again. The miner sees what training
+sees: each query and positive cut to the run's token budget (``contrastive_max_len``,
+``positive_max_len``) by the student's tokenizer, not the whole paragraph a title or crop pair may
+come from (that would rank texts training never compares, at several times the cost).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,9 +110,10 @@ def fill_random(chosen: np.ndarray, docs: np.ndarray, seed: int = 0) -> np.ndarr
     return out
 
 
-def pool_key(miner: str, pairs: datasets.Dataset, margin: float, depth: int) -> str:
-    """What the saved choice depends on: the miner, the filter and every pair's texts."""
-    h = hashlib.sha256(f"{miner}\0{margin}\0{depth}".encode())
+def pool_key(miner: str, pairs: datasets.Dataset, margin: float, depth: int, view: str = "") -> str:
+    """What the saved choice depends on: the miner, the filter, the texts' cut (``view``) and
+    every pair's texts."""
+    h = hashlib.sha256(f"{miner}\0{margin}\0{depth}\0{view}".encode())
     for q, p, d in zip(pairs["query"], pairs["positive"], pairs["doc"], strict=True):
         h.update(f"\0{q}\0{p}\0{d}".encode())
     return h.hexdigest()
@@ -122,11 +127,13 @@ def add_negatives(
     margin: float = 0.95,
     depth: int = 32,
     seed: int = 0,
+    view: TrainingView | None = None,
 ) -> datasets.Dataset:
     """``pairs`` (query, positive, source, doc) with a ``negative`` column: the text of the
-    mined row's positive. ``encode`` embeds (only when ``folder`` holds no choice for this
-    pool); the choice and its counts are written to ``folder / FILE``."""
-    key = pool_key(miner, pairs, margin, depth)
+    mined row's positive (whole: the collator cuts it as a positive). ``encode`` embeds the
+    texts as ``view`` cuts them (only when ``folder`` holds no choice for this pool); the choice
+    and its counts are written to ``folder / FILE``."""
+    key = pool_key(miner, pairs, margin, depth, view.name if view else "")
     path = folder / FILE
     saved = json.loads(path.read_text()) if path.exists() else {}
     if saved.get("key") == key:
@@ -134,8 +141,12 @@ def add_negatives(
         logger.info("Hard negatives: reusing %s (%s)", path, saved["stats"])
     else:
         docs = np.asarray(pairs["doc"])
-        q = encode(list(pairs["query"]), "query")
-        p = encode(list(pairs["positive"]), "document")
+        queries, positives = list(pairs["query"]), list(pairs["positive"])
+        if view is not None:
+            queries, positives = view.cut(queries, view.query), view.cut(positives, view.positive)
+        logger.info("Hard negatives: %s embeds %d queries and positives", miner, len(queries))
+        q = encode(queries, "query")
+        p = encode(positives, "document")
         chosen, skipped = pick_negatives(q, p, docs, margin, depth)
         negatives = fill_random(chosen, docs, seed)
         stats = {
@@ -193,8 +204,32 @@ def miner(cfg: GEMTrainingConfig) -> Encode:
     return encode
 
 
-def from_config(cfg: GEMTrainingConfig, pairs: datasets.Dataset) -> datasets.Dataset:
-    """:func:`add_negatives` with the run's miner, filter, seed and folder."""
+@dataclass(frozen=True)
+class TrainingView:
+    """Texts as training sees them: their first ``query`` / ``positive`` tokens of
+    ``tokenizer`` (the collator keeps a text's head: :func:`.pairs.tokenize_pairs`)."""
+
+    tokenizer: Any
+    query: int
+    positive: int
+
+    @property
+    def name(self) -> str:
+        return f"{type(self.tokenizer).__name__}:{len(self.tokenizer)}:{self.query}:{self.positive}"
+
+    def cut(self, texts: list[str], room: int) -> list[str]:
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return self.tokenizer.batch_decode([x[:room] for x in ids])
+
+
+def from_config(
+    cfg: GEMTrainingConfig, pairs: datasets.Dataset, tokenizer: Any
+) -> datasets.Dataset:
+    """:func:`add_negatives` with the run's miner, filter, seed and folder, on the texts cut to
+    the run's token budget by its ``tokenizer``."""
+    view = TrainingView(
+        tokenizer, cfg.contrastive_max_len, cfg.positive_max_len or cfg.contrastive_max_len
+    )
     return add_negatives(
         pairs,
         miner(cfg),
@@ -203,4 +238,5 @@ def from_config(cfg: GEMTrainingConfig, pairs: datasets.Dataset) -> datasets.Dat
         cfg.hard_negative_margin,
         cfg.hard_negative_depth,
         cfg.seed,
+        view,
     )

@@ -97,7 +97,7 @@ def _contrastive_rows(
         n_topics=cfg.n_topics,
     )
     if cfg.hard_negatives:
-        pairs = negatives.from_config(cfg, pairs)
+        pairs = negatives.from_config(cfg, pairs, tok)
     return tokenize_pairs(
         pairs,
         tok,

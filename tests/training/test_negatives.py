@@ -83,6 +83,32 @@ def test_add_negatives_saves_its_choice_and_mines_again_only_for_another_pool(tm
     assert teacher.calls > calls  # another filter is another choice
 
 
+def test_the_miner_sees_the_texts_cut_as_training_cuts_them(tmp_path, tokenizer) -> None:
+    """Queries and positives are mined at the run's token budget, not whole; the negative
+    column keeps the whole positive (the collator cuts it); another budget mines again."""
+    seen: dict[str, list[str]] = {}
+
+    def encode(texts: list[str], role: str) -> np.ndarray:
+        seen[role] = texts
+        return unit(np.random.default_rng(len(texts[0])).normal(size=(len(texts), 4)))
+
+    pairs = pairs_ds()
+    view = negatives.TrainingView(tokenizer, query=3, positive=5)
+    out = negatives.add_negatives(pairs, encode, "m", tmp_path, 0.95, 4, view=view)
+    lengths = {r: [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+               for r, texts in seen.items()}  # fmt: skip
+    assert max(lengths["query"]) <= 3 and max(lengths["document"]) <= 5
+    assert seen["document"][0] != pairs["positive"][0]  # cut
+    assert pairs["positive"][0].startswith(seen["document"][0].strip())  # its head
+    assert set(out["negative"]) <= set(pairs["positive"])  # whole texts
+    seen.clear()
+    negatives.add_negatives(pairs, encode, "m", tmp_path, 0.95, 4, view=view)
+    assert not seen  # the same cut: the saved choice
+    negatives.add_negatives(pairs, encode, "m", tmp_path, 0.95, 4, view=negatives.TrainingView(
+        tokenizer, query=3, positive=6))  # fmt: skip
+    assert seen  # another cut is another pool
+
+
 def test_info_nce_ranks_the_positive_against_the_mined_negatives_too() -> None:
     g = torch.Generator().manual_seed(0)
     a, p, n = (torch.randn(4, 6, generator=g) for _ in range(3))
