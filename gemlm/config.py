@@ -80,7 +80,10 @@ class GEMConfig:
 
     def save(self, folder: str | Path) -> None:
         path = Path(folder) / GEM_CONFIG_NAME
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        data = asdict(self)
+        if data["distilled_from"] is None:  # written only when set: a self-supervised model's
+            del data["distilled_from"]  # file stays readable by gemlm before the field existed
+        path.write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: str | Path) -> GEMConfig:

@@ -67,6 +67,22 @@ def test_config_rejects_unknown_keys(tmp_path) -> None:
         GEMConfig.load(tmp_path)
 
 
+def test_config_writes_distilled_from_only_when_set(tmp_path) -> None:
+    """A self-supervised model's file has no ``distilled_from`` key (gemlm before the field
+    reads it); a distilled one's has it, and both load back equal."""
+    plain, distilled = GEMConfig(), GEMConfig(distilled_from="all-MiniLM-L6-v2")
+    for name, cfg in (("plain", plain), ("distilled", distilled)):
+        (tmp_path / name).mkdir()
+        cfg.save(tmp_path / name)
+        assert GEMConfig.load(tmp_path / name) == cfg
+    written = (tmp_path / "plain" / "gemlm_config.json").read_text()
+    assert "distilled_from" not in written
+    assert (
+        '"distilled_from": "all-MiniLM-L6-v2"'
+        in (tmp_path / "distilled" / "gemlm_config.json").read_text()
+    )
+
+
 # ---------------------------------------------------------------- encode semantics
 def test_encode_shapes_and_types(gem: GEMModel) -> None:
     d = gem.get_embedding_dimension()
