@@ -72,7 +72,7 @@ def main() -> None:
         "seconds": best,
         "passages_per_s": {g: n / s for g, s in best.items()},
         "speedup_vs_first": {g: best[groups[0]] / s for g, s in best.items()},
-        "dtype": str(gem.dtype).replace("torch.", ""),
+        "dtype": gem.precision,
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }

@@ -185,7 +185,7 @@ def main() -> None:
     print(results["attention_kernel_ms"])
     results["setup"] = {
         "model": args.model,
-        "dtype": str(m.dtype).replace("torch.", ""),
+        "dtype": m.precision,
         "questions": len(cases),
         "rounds": args.rounds,
         "prompt_tokens_mean": sum(prompt_lens) / len(cases),

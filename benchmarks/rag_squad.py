@@ -278,7 +278,7 @@ def main() -> None:
         "seed": args.seed,
         "gem_model": args.gem_model,
         "base_model": args.base_model,
-        "dtype": str(gem.dtype).replace("torch.", ""),
+        "dtype": gem.precision,
         "top_k": args.top_k,
         "max_new_tokens": args.max_new_tokens,
         "after_max_new_tokens": DEFAULT_ANSWER_TOKENS,

@@ -180,7 +180,7 @@ def main() -> None:
     load_s = time.perf_counter() - start
     texts = squad_passages(gem.tokenizer, args.n, args.chunk_tokens)
     ids, _ = gem.tokenize_for_embedding(texts, role="document")
-    dtype = str(gem.dtype).replace("torch.", "")
+    dtype = gem.precision
     single_s, single_vecs = one_process(gem, texts, args.group, args.batch_size)
     print(f"one process: {len(texts) / single_s:.1f} passages/s", flush=True)
     del gem

@@ -59,6 +59,14 @@ def quantize_decoder(model: nn.Module, keep_float: tuple[str, ...] = KEEP_FLOAT)
     return targets
 
 
+def quantize_if_int8(model: nn.Module, dtype: object) -> nn.Module:
+    """``model`` with :func:`quantize_decoder` applied when ``dtype`` is "int8" (a model is
+    loaded float32 first, and quantized after any adapter is attached); else as it is."""
+    if dtype == INT8:
+        quantize_decoder(model)
+    return model
+
+
 def is_int8(model: nn.Module) -> bool:
     """True when ``model`` holds a dynamic int8 linear layer (see :func:`quantize_decoder`)."""
     return any(isinstance(m, Int8Linear) for m in model.modules())

@@ -51,6 +51,16 @@ def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return names[dtype]
 
 
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """What a model in ``dtype`` is called in reports: "int8", or the torch dtype's name
+    ("auto" resolved here).
+
+    >>> dtype_name(torch.bfloat16), dtype_name("fp32"), dtype_name("int8")
+    ('bfloat16', 'float32', 'int8')
+    """
+    return INT8 if dtype == INT8 else str(as_dtype(dtype)).removeprefix("torch.")
+
+
 def load(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,

@@ -18,8 +18,8 @@ from .atomic import atomic_folder
 from .config import GEMConfig
 from .embedding import EmbeddingEngine, QueryForward
 from .generation import Completion, GenerationEngine
-from .int8 import INT8, is_int8, quantize_decoder, refuse_int8
-from .loading import default_dtype, load
+from .int8 import INT8, is_int8, quantize_if_int8, refuse_int8
+from .loading import default_dtype, dtype_name, load
 from .quantization import quantize_embeddings
 from .sampling import Sampling
 from .sources import DEFAULT_MODEL
@@ -94,8 +94,7 @@ class GEMModel:
         gem = cls(model, tokenizer, config)
         if adapter is not None:
             gem.model = load_gated_adapter(gem.model, Path(adapter), gem.special_ids).eval()
-        if options.get("dtype") == INT8:  # after the adapter: its LoRA wraps float layers
-            quantize_decoder(gem.model)
+        quantize_if_int8(gem.model, options.get("dtype"))  # after the adapter: LoRA wraps floats
         return gem
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
@@ -126,7 +125,7 @@ class GEMModel:
     @property
     def precision(self) -> str:
         """ "int8" for a model loaded with ``dtype="int8"``, else the dtype's name."""
-        return INT8 if is_int8(self.model) else str(self.dtype).replace("torch.", "")
+        return INT8 if is_int8(self.model) else dtype_name(self.dtype)
 
     def get_embedding_dimension(self) -> int:
         return self.embedder.dim

@@ -27,7 +27,7 @@ import torch
 
 from ..config import GEMConfig
 from ..embedding_format import EmbeddingFormat
-from ..int8 import INT8, quantize_decoder
+from ..int8 import quantize_if_int8
 from ..loading import as_dtype
 from ..model import GEMModel
 from ..sources import PRETRAINED_DIR, is_gemlm_folder, pretrained_names, resolve
@@ -122,9 +122,8 @@ class BaseLM:
 
         folder = resolve(target)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=as_dtype(dtype)).eval()
-        if dtype == INT8:
-            quantize_decoder(self.model)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=as_dtype(dtype)).eval()
+        self.model = quantize_if_int8(model, dtype)
         self.max_length = max_length
         # prompteol -> the input's format (no GEM tokens: the last token is read)
         self.formats = {

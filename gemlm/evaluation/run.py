@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 import mteb
 import torch
 
-from ..int8 import INT8
-from ..loading import as_dtype
+from ..loading import dtype_name
 from ..paths import data_dir
 from .display import shown_command, shown_data_dir, shown_path
 from .encoders import (
@@ -68,7 +67,7 @@ def evaluate(
         f" + {list(gen.mc) + (['Wiki ppl'] if gen.ppl_texts else [])}"
     )
 
-    as_dtype(dtype)  # an unknown dtype fails before any model loads
+    dtype_name(dtype)  # an unknown dtype fails before any model loads
     results: dict[str, dict[str, Any]] = {s.label: {} for s in specs}
     teachers: dict[str, str | None] = {}  # label -> distilled_from of a gem model
     groups: dict[str, list[ModelSpec]] = {}
@@ -103,7 +102,7 @@ def evaluate(
         "command": shown_command(command or "gemlm " + " ".join(sys.argv[1:])),
         "data_dir": shown_data_dir(data, folder),
         "limit": limit,
-        "dtype": INT8 if dtype == INT8 else str(as_dtype(dtype)).replace("torch.", ""),
+        "dtype": dtype_name(dtype),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "seconds_total": round(time.perf_counter() - started, 1),
