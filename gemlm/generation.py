@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from transformers import (
 )
 
 from .sampling import GenerationDefaults, Sampling
+from .static_decoding import StaticDecoding
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -151,6 +153,22 @@ class GenerationEngine:
         self.model, self.tokenizer = model, tokenizer
         self.suppress_ids, self.pad_id = list(suppress_ids), pad_id
         self.between_tokens: list[Callable[[], Any]] = []
+        self.static: StaticDecoding | None = None  # opt-in: :meth:`use_static_cache`
+
+    def use_static_cache(
+        self, compile: bool = True, warm: Iterable[int] = (), smallest: int = 256
+    ) -> None:
+        """Decode with a static KV cache per length bucket and, with ``compile``, a
+        ``torch.compile``'d decode step (:mod:`gemlm.static_decoding`); greedy output is the
+        same tokens. A generation given a prefix ``cache`` still decodes eagerly. ``warm``:
+        positions (prompt + new tokens) whose buckets are compiled now, not on first use;
+        ``smallest``: the smallest bucket (cache length)."""
+        self.static = StaticDecoding(compile=compile, smallest=smallest)
+        gate = getattr(self.model, "gem_gate", None)
+        if gate is not None:  # compiled steps decode generated tokens: never a (suppressed) GEM id
+            gate.plain_when_compiled = True
+        for need in warm:  # two new tokens: the prefill, then one compiled decode step
+            self.run(self.prompt_ids("Hello"), Sampling(max_new_tokens=2), reserve=need)
 
     @property
     def context_length(self) -> int:
@@ -252,13 +270,15 @@ class GenerationEngine:
         on_text: Callable[[str], Any] | None = None,
         cancel: threading.Event | None = None,
         cache: Any = None,
+        reserve: int | None = None,
     ) -> Completion:
         """Generate after prompt ``ids`` on the calling thread, ``s``'s unset settings taken
         from :attr:`defaults`.
 
         ``on_text`` receives the text piece by piece (a stop string and what may still begin
         one held back); ``cancel`` stops at the next token once set; ``cache`` is a KV cache
-        that already holds the first tokens of ``ids``.
+        that already holds the first tokens of ``ids``; ``reserve``: the positions a static
+        cache is sized for (at least prompt + ``max_new_tokens``).
         """
         if not ids:
             raise ValueError("prompt is empty")
@@ -270,9 +290,23 @@ class GenerationEngine:
         if cache is not None:
             kwargs["cache"] = cache  # transformers 5's name (``past_key_values`` is deprecated)
         streamer = _PieceStreamer(self.tokenizer, s.stop, on_text) if on_text else None
-        out = self.model.generate(
-            input_ids, attention_mask=torch.ones_like(input_ids), streamer=streamer, **kwargs
+        fast = (
+            self.static.kwargs(
+                self.model.config,
+                max(reserve or 0, len(ids) + s.max_new_tokens),
+                self.context_length,
+            )
+            if self.static is not None and cache is None
+            else nullcontext({})
         )
+        with fast as extra:
+            out = self.model.generate(
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                streamer=streamer,
+                **kwargs,
+                **extra,
+            )
         new = out[0, len(ids) :].tolist()
         if streamer is not None:
             text, stopped = streamer.text[: streamer.sent], streamer.stopped
