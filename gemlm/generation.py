@@ -164,9 +164,6 @@ class GenerationEngine:
         positions (prompt + new tokens) whose buckets are compiled now, not on first use;
         ``smallest``: the smallest bucket (cache length)."""
         self.static = StaticDecoding(compile=compile, smallest=smallest)
-        gate = getattr(self.model, "gem_gate", None)
-        if gate is not None:  # compiled steps decode generated tokens: never a (suppressed) GEM id
-            gate.plain_when_compiled = True
         for need in warm:  # two new tokens: the prefill, then one compiled decode step
             self.run(self.prompt_ids("Hello"), Sampling(max_new_tokens=2), reserve=need)
 
@@ -290,6 +287,9 @@ class GenerationEngine:
         if cache is not None:
             kwargs["cache"] = cache  # transformers 5's name (``past_key_values`` is deprecated)
         streamer = _PieceStreamer(self.tokenizer, s.stop, on_text) if on_text else None
+        gate = getattr(self.model, "gem_gate", None)
+        if self.static is not None and gate is not None:
+            gate.plain_when_compiled = True  # compiled steps see generated ids: never a GEM id
         fast = (
             self.static.kwargs(
                 self.model.config,

@@ -4,13 +4,15 @@ Eager decoding pays Python and dispatch overhead on every token: ~30 layers x a 
 for a single new position. A :class:`StaticDecoding` gives ``model.generate`` a preallocated
 ``transformers.StaticCache`` and a ``CompileConfig``, so transformers compiles its decode step
 (one new token against a fixed-length cache) once per cache length and replays it. The logits
-are the same computation, so greedy output is token-identical to eager decoding (tested).
+are the same computation, but compiled kernels may round differently, so token identity is
+measured, not promised: greedy output equals eager decoding on the three kinds of model in the
+tests and on the shipped model in ``benchmarks/decode_speed.py``.
 
-Cache lengths are bucketed (powers of two from ``min_bucket``, capped at the model's context)
+Cache lengths are bucketed (powers of two from ``smallest``, capped at the model's context)
 so that prompts of every length share a handful of compiled graphs; one cache per bucket is
 kept and reused. A generation that finds its bucket's cache in use (another thread decoding)
 runs eagerly instead of waiting. The first generation of each bucket pays the compile (tens of
-seconds on 2 cores): ``warmup`` pays it up front, e.g. when a server starts.
+seconds on 2 cores): ``warm`` pays it up front (``GenerationEngine.use_static_cache``).
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from transformers.generation.configuration_utils import CompileConfig
 
 def bucket(need: int, limit: int, smallest: int = 256) -> int:
     """Cache length for ``need`` positions: the first power of two >= ``need`` from
-    ``smallest`` on, at most ``limit`` (the model's context).
+    ``smallest`` on, at most ``limit`` (the model's context), and never less than ``need``.
 
-    >>> bucket(40, 2048), bucket(300, 2048), bucket(3000, 2048)
-    (256, 512, 2048)
+    >>> bucket(40, 2048), bucket(300, 2048), bucket(1500, 2048), bucket(3000, 2048)
+    (256, 512, 2048, 3000)
     """
     size = smallest
     while size < need:
