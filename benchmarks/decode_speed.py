@@ -162,7 +162,10 @@ def main() -> None:
     outputs: dict[str, list[list[int]]] = {}
 
     llama = None
-    if Path(args.llama_python).exists():
+    base = gem.config.base_model or args.model
+    if base != "smollm2-135m-instruct":  # the one GGUF the llama.cpp arm knows
+        print(f"no llama.cpp arm: {args.model}'s base is {base}, not SmolLM2's GGUF", flush=True)
+    elif Path(args.llama_python).exists():
         llama = LlamaChild(args.llama_python, gguf_of(), args.threads)
         req = {"prompts": prompts, "max_new": args.new_tokens}
         llama.ask(req)  # warm-up
