@@ -13,10 +13,10 @@ import json
 import sys
 import time
 
-import llama_cpp
-
 
 def main() -> None:
+    import llama_cpp  # only in the llama venv (make llamacpp); pytest collects this file too
+
     llm = None
     for line in sys.stdin:
         req = json.loads(line)
