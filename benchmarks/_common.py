@@ -285,6 +285,12 @@ def load_squad(
     return {"data": kept, "version": squad.get("version", "1.1")}, questions
 
 
+def squad_paragraphs(n: int | None, data: str | os.PathLike[str] | None = None) -> list[str]:
+    """The texts of the first ``n`` SQuAD dev paragraphs (None: all), in file order."""
+    squad, _ = load_squad(n, data)
+    return [p["context"] for a in squad["data"] for p in a["paragraphs"]]
+
+
 def wiki_texts(part: str = "AA/wiki_00", data: str | os.PathLike[str] | None = None) -> Any:
     """One WikiExtractor file's paragraphs as a ``datasets.Dataset`` (``gemlm.corpus``)."""
     from gemlm.corpus import load_texts  # datasets: loaded only by the training benchmarks

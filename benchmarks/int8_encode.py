@@ -22,8 +22,8 @@ from benchmarks._common import (
     RESULTS,
     best_of,
     command_line,
-    load_squad,
     rates,
+    squad_paragraphs,
     stsb_sentences,
     write_result,
 )
@@ -64,12 +64,7 @@ def main() -> None:
     int8 = GEMModel.from_pretrained(args.model, dtype="float32")
     quantize_decoder(int8.model, keep_float=keep)
     minilm = SentenceTransformer(minilm_folder(), device="cpu", local_files_only=True)
-    sets = {
-        "sentences": stsb_sentences(args.n),
-        "paragraphs": [
-            p["context"] for a in load_squad(args.paragraphs)[0]["data"] for p in a["paragraphs"]
-        ],
-    }
+    sets = {"sentences": stsb_sentences(args.n), "paragraphs": squad_paragraphs(args.paragraphs)}
     out: dict[str, object] = {}
     for name, texts in sets.items():
         if not texts:

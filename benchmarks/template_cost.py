@@ -23,9 +23,9 @@ from benchmarks._common import (
     RESULTS,
     best_of,
     command_line,
-    load_squad,
     md_table,
     rates,
+    squad_paragraphs,
     stsb_sentences,
     write_result,
 )
@@ -58,12 +58,7 @@ def main() -> None:
     formats = {k: m.config.embedding_format for k, m in models.items()}
     if formats["plain"].prompt() or formats["plain"].readout_suffix:
         raise SystemExit(f"--plain {args.plain} has a prompt or suffix: {formats['plain']}")
-    sets = {
-        "sentences": stsb_sentences(args.n),
-        "paragraphs": [
-            p["context"] for a in load_squad(args.paragraphs)[0]["data"] for p in a["paragraphs"]
-        ],
-    }
+    sets = {"sentences": stsb_sentences(args.n), "paragraphs": squad_paragraphs(args.paragraphs)}
     speed: dict[str, dict] = {}
     for name, texts in sets.items():
         ids = {k: m.tokenize_for_embedding(texts)[0] for k, m in models.items()}

@@ -27,6 +27,7 @@ from benchmarks._common import (
     md_table,
     memory_mb,
     squad_dev,
+    squad_paragraphs,
     stsb_rows,
     stsb_sentences,
     text_pool,
@@ -196,6 +197,8 @@ def test_load_squad_cuts_paragraphs_and_names_each_questions_paragraph(tmp_path:
     cut, cut_questions = load_squad(2, tmp_path)  # the first two paragraphs: article A only
     assert [a["title"] for a in cut["data"]] == ["A"] and len(cut_questions) == 2
     assert load_squad(0, tmp_path)[0]["data"] == []
+    assert squad_paragraphs(None, tmp_path) == ["alpha one", "alpha two", "beta one"]
+    assert squad_paragraphs(2, tmp_path) == ["alpha one", "alpha two"]
 
 
 def test_wiki_texts_reads_a_wikiextractor_file(tmp_path: Path) -> None:
