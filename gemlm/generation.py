@@ -287,18 +287,12 @@ class GenerationEngine:
         if cache is not None:
             kwargs["cache"] = cache  # transformers 5's name (``past_key_values`` is deprecated)
         streamer = _PieceStreamer(self.tokenizer, s.stop, on_text) if on_text else None
-        gate = getattr(self.model, "gem_gate", None)
-        if self.static is not None and gate is not None:
-            gate.plain_when_compiled = True  # compiled steps see generated ids: never a GEM id
-        fast = (
-            self.static.kwargs(
-                self.model.config,
-                max(reserve or 0, len(ids) + s.max_new_tokens),
-                self.context_length,
-            )
-            if self.static is not None and cache is None
-            else nullcontext({})
-        )
+        fast: Any = nullcontext({})  # eager, or with a prefix cache: as given
+        if self.static is not None and cache is None:
+            if (gate := getattr(self.model, "gem_gate", None)) is not None:
+                gate.plain_when_compiled = True  # compiled steps see generated ids: no GEM id
+            need = max(reserve or 0, len(ids) + s.max_new_tokens)
+            fast = self.static.kwargs(self.model.config, need, self.context_length)
         with fast as extra:
             out = self.model.generate(
                 input_ids,
