@@ -5,8 +5,9 @@
    so a noisy machine does not flatter the ratio) and reports its RSS: the baselines.
 2. ``gemlm serve`` starts in a subprocess; ``--clients`` asyncio clients send
    a) embedding requests only (``--texts-per-request`` texts each, base64 as the ``openai`` SDK
-      does): texts/s vs offline ``encode`` (target >= 0.8);
-   b) a mix of embedding and chat requests (``--chat-fraction``): p50/p99 latency per kind.
+      does): texts/s vs offline ``encode`` (target >= 0.9, issue 25);
+   b) a mix of embedding and chat requests (``--chat-fraction``; 0 skips this phase): p50/p99
+      latency per kind.
    Each phase sends ``--requests`` requests or stops issuing at ``--time-limit`` seconds.
 3. Error count over both phases (target 0) and the server's RSS vs the model alone (<= 1.15x).
 
@@ -27,6 +28,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -220,8 +222,10 @@ def main() -> None:
             "client_share": round(client_cpu / (client_cpu + server_cpu), 3),
         }
         print(f"embed-only: {embed_only['texts_per_s']} texts/s, {embed_only['errors']} errors")
-        mixed = asyncio.run(load_phase(url, args, texts, args.chat_fraction))
-        print(f"mixed: {mixed['requests_per_s']} req/s, {mixed['errors']} errors")
+        mixed: dict[str, Any] = {"requests": 0, "errors": 0, "latency_all": percentiles([])}
+        if args.chat_fraction:  # 0: skipped (it would be the embed-only phase again)
+            mixed = asyncio.run(load_phase(url, args, texts, args.chat_fraction))
+            print(f"mixed: {mixed['requests_per_s']} req/s, {mixed['errors']} errors")
         server_mem = rss_mb(proc.pid)
     finally:
         proc.terminate()
@@ -250,7 +254,7 @@ def main() -> None:
         "server_memory": server_mem,
         "summary": {
             "throughput_vs_offline_encode": round(ratio, 3),
-            "target_throughput_ratio": 0.8,
+            "target_throughput_ratio": 0.9,
             "requests_total": total,
             "errors_total": errors,
             "rss_ratio": round(server_mem["rss_mb"] / base["rss_mb"], 3),

@@ -14,31 +14,12 @@ paragraphs, with the tokens each model runs per text. Quality: the two arms' row
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
-from benchmarks._common import (
-    RESULTS,
-    best_of,
-    command_line,
-    md_table,
-    rates,
-    squad_paragraphs,
-    stsb_sentences,
-    write_result,
-)
+from benchmarks._common import REPORT_TASKS, RESULTS, md_table
+from benchmarks.model_cost import encode_speed, quality, text_sets, write_report
 from gemlm.model import GEMModel
-
-TASKS = ["STSBenchmark", "Banking77", "Emotion", "SciFact", "SQuADRetrieval"]
-
-
-def quality(ablation: Path, arm: str) -> dict[str, float]:
-    """An arm's report-suite scores from a pair_ablation JSON (its mean added)."""
-    row = json.loads(ablation.read_text())["arms"][arm]
-    scores = {t: row[t] for t in TASKS if t in row}
-    return {**scores, "mean": round(sum(scores.values()) / len(scores), 2)}
 
 
 def main() -> None:
@@ -58,26 +39,10 @@ def main() -> None:
     formats = {k: m.config.embedding_format for k, m in models.items()}
     if formats["plain"].prompt() or formats["plain"].readout_suffix:
         raise SystemExit(f"--plain {args.plain} has a prompt or suffix: {formats['plain']}")
-    sets = {"sentences": stsb_sentences(args.n), "paragraphs": squad_paragraphs(args.paragraphs)}
-    speed: dict[str, dict] = {}
-    for name, texts in sets.items():
-        ids = {k: m.tokenize_for_embedding(texts)[0] for k, m in models.items()}
-        runs = {
-            k: partial(m.embed_ids, ids[k], batch_size=args.batch_size) for k, m in models.items()
-        }
-        seconds = best_of(runs, args.rounds)
-        speed[name] = {
-            "texts": len(texts),
-            **{
-                k: {
-                    "tokens_per_text": round(sum(map(len, ids[k])) / len(texts), 1),
-                    **rates({k: seconds[k]}, len(texts), sum(map(len, ids[k])))[k],
-                }
-                for k in models
-            },
-            "wrapped_time_over_plain": round(seconds["wrapped"] / seconds["plain"], 3),
-        }
-        print(name, speed[name], flush=True)
+    speed = encode_speed(models, text_sets(args.n, args.paragraphs), args.batch_size, args.rounds)
+    for name in speed:  # the wrapper's time over the plain text's
+        t = speed[name]
+        t["wrapped_time_over_plain"] = round(t["wrapped"]["seconds"] / t["plain"]["seconds"], 3)
     scores = {
         "wrapped": quality(args.ablation, args.arms[0]),
         "plain": quality(args.ablation, args.arms[1]),
@@ -85,39 +50,34 @@ def main() -> None:
     rows = [
         [
             k,
-            *(f"{scores[k][t]:.1f}" for t in [*TASKS, "mean"]),
+            *(f"{scores[k][t]:.1f}" for t in [*REPORT_TASKS, "mean"]),
             speed["sentences"][k]["tokens_per_text"],
             speed["sentences"][k]["texts_per_s"],
             speed["paragraphs"][k]["texts_per_s"],
         ]
         for k in models
     ]
-    header = ["model", *TASKS, "mean", "tokens/sentence", "sentences/s", "paragraphs/s"]
-    lines = [
-        "# The PromptEOL wrapper: quality vs cost (report suite; encode speed side by side)",
-        "",
-        f"`{command_line()}`",
-        "",
-        *md_table(header, rows),
-        "",
+    header = ["model", *REPORT_TASKS, "mean", "tokens/sentence", "sentences/s", "paragraphs/s"]
+    notes = [
         f"wrapped / plain time: {speed['sentences']['wrapped_time_over_plain']}x on sentences, "
-        f"{speed['paragraphs']['wrapped_time_over_plain']}x on paragraphs",
+        f"{speed['paragraphs']['wrapped_time_over_plain']}x on paragraphs"
     ]
-    write_result(
+    record = {"what": "PromptEOL wrapper vs plain text + GEM token, same recipe otherwise"}
+    record |= {"models": {"wrapped": args.wrapped, "plain": args.plain}}
+    record |= {"formats": {k: asdict(f) for k, f in formats.items()}}
+    write_report(
         args.out,
+        "The PromptEOL wrapper: quality vs cost (report suite; encode speed side by side)",
+        md_table(header, rows),
+        notes,
         {
-            "what": "PromptEOL wrapper vs plain text + GEM token, same recipe otherwise",
-            "command": command_line(),
-            "models": {"wrapped": args.wrapped, "plain": args.plain},
-            "formats": {k: asdict(f) for k, f in formats.items()},
+            **record,
             "batch_size": args.batch_size,
             "rounds": args.rounds,
             "quality": scores,
             "speed": speed,
         },
-        markdown="\n".join(lines) + "\n",
     )
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":
