@@ -160,25 +160,82 @@ def head_tail_forward(
     and, under grad mode, is the only part autograd records. The result equals one forward over
     the whole rows (tested), at the cost of a no-grad pass over the head.
     """
-    positions = masking.position_ids(segments)  # (B, H + W)
-    cache = DynamicCache(config=backbone.config)
-    if head:
-        with torch.no_grad():
-            backbone(
-                input_ids=input_ids[:, :head],
-                attention_mask=(segments[:, :head] != masking.PAD).long(),
-                position_ids=positions[:, :head],
-                cache=cache,
-                use_cache=True,
-            )
-    visible = masking.visibility(segments)[:, head:]  # (B, W, H + W)
-    return backbone(
-        input_ids=input_ids[:, head:],
+    return grouped_head_tail_forward(backbone, [(input_ids, segments, head)], mask_dtype)[0]
+
+
+HeadTail = tuple[torch.Tensor, torch.Tensor, int]  # (B, H + W) ids, (B, H + W) segments, H
+
+
+def grouped_head_tail_forward(
+    backbone: nn.Module, batches: list[HeadTail], mask_dtype: torch.dtype
+) -> list[torch.Tensor]:
+    """:func:`head_tail_forward` of several head/tail batches: a head call each, then *one*
+    tail call for all their rows -> each batch's (B_i, W_i, D).
+
+    A tail call reads every weight for a few tokens a row, so one call for the rows of several
+    batches pays that once. Each batch's cache is left-padded to the longest head (zeros, which
+    the mask hides: left padding moves no position id) and the caches are stacked.
+    """
+    H = max(head for _, _, head in batches)
+    W = max(ids.shape[1] - head for ids, _, head in batches)
+    caches, rows, ids, segs = [], [], [], []
+    for input_ids, segments, head in batches:
+        cache = DynamicCache(config=backbone.config)
+        if head:
+            with torch.no_grad():
+                backbone(
+                    input_ids=input_ids[:, :head],
+                    attention_mask=(segments[:, :head] != masking.PAD).long(),
+                    position_ids=masking.position_ids(segments)[:, :head],
+                    cache=cache,
+                    use_cache=True,
+                )
+        caches.append((cache, head, len(input_ids)))
+        pad = (H - head, W - (input_ids.shape[1] - head))  # (left, right)
+        ids.append(torch.nn.functional.pad(input_ids, pad))
+        segs.append(torch.nn.functional.pad(segments, pad, value=masking.PAD))
+        rows.append(len(input_ids))
+    segments = torch.cat(segs)  # (sum B_i, H + W)
+    cache = caches[0][0] if len(batches) == 1 else stack_caches(caches, H, backbone.config)
+    visible = masking.visibility(segments)[:, H:]  # (sum B_i, W, H + W)
+    hidden = backbone(
+        input_ids=torch.cat(ids)[:, H:],
         attention_mask=masking.additive_mask(visible, mask_dtype),
-        position_ids=positions[:, head:],
+        position_ids=masking.position_ids(segments)[:, H:],
         cache=cache,
         use_cache=True,
     ).last_hidden_state
+    return [
+        part[:, : ids_.shape[1] - head]
+        for part, (ids_, _, head) in zip(hidden.split(rows), batches, strict=True)
+    ]
+
+
+def stack_caches(
+    caches: list[tuple[DynamicCache, int, int]], width: int, config: Any
+) -> DynamicCache:
+    """Caches of (cache, its length, its rows) -> one cache of ``width`` positions over all
+    rows, each left-padded with zeros. A cache of length 0 (no head call) is all zeros."""
+    filled = next((c for c, n, _ in caches if n), None)
+    out = DynamicCache(config=config)
+    if filled is None:  # no text anywhere: the tails see only themselves
+        return out
+    for i, layer in enumerate(filled.layers):
+        kv = []
+        for states in ("keys", "values"):
+            shape = getattr(layer, states).shape  # (B, heads, T, head_dim)
+            kv.append(
+                torch.cat(
+                    [
+                        torch.nn.functional.pad(getattr(c.layers[i], states), (0, 0, width - n, 0))
+                        if n
+                        else getattr(layer, states).new_zeros(b, shape[1], width, shape[3])
+                        for c, n, b in caches
+                    ]
+                )
+            )
+        out.update(kv[0], kv[1], i)
+    return out
 
 
 def save_gated_adapter(peft_model: nn.Module, folder: Path) -> None:

@@ -14,7 +14,8 @@ tokenizer, truncation that keeps the readout tail), which training builds its ro
   4-D GEM mask for k > 1 (the specials do not see each other);
 - packed: texts end to end in rows with a block-diagonal GEM mask (``gemlm.packing``), no padding;
 - gated: a ``special_only`` adapter runs the text as the base model (adapters off, into a KV
-  cache) and then the k specials alone over it (:func:`gemlm.adapter.head_tail_forward`).
+  cache) and then the k specials alone over it, the specials of several padded batches in one
+  call over their stacked caches (:func:`gemlm.adapter.grouped_head_tail_forward`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from . import masking, packing
-from .adapter import head_tail_forward
+from .adapter import grouped_head_tail_forward
 from .embedding_format import EmbeddingFormat, Input
 
 if TYPE_CHECKING:
@@ -62,8 +63,33 @@ class QueryForward:
     text_ids: list[int]  # the embedded tokens before the readout tail (the shareable part)
 
 
+def tail_groups(chunks: list[list[int]], lengths: list[int], budget: int) -> list[list[list[int]]]:
+    """Consecutive chunks of input indices (longest inputs first) grouped while the group's
+    rows x its longest input stay within ``budget`` (a stacked KV cache's positions); a chunk
+    over it alone is a group alone.
+
+    >>> tail_groups([[0, 1], [2, 3], [4]], [9, 8, 5, 4, 2], budget=40)  # 4 x 9, then 5 x 9
+    [[[0, 1], [2, 3]], [[4]]]
+    """
+    groups: list[list[list[int]]] = []
+    rows = longest = 0
+    for chunk in chunks:
+        width = max(longest, *(lengths[i] for i in chunk))
+        if groups and (rows + len(chunk)) * width <= budget:
+            groups[-1].append(chunk)
+            rows, longest = rows + len(chunk), width
+        else:
+            groups.append([chunk])
+            rows, longest = len(chunk), max(lengths[i] for i in chunk)
+    return groups
+
+
 class EmbeddingEngine:
     """The GEM embedding of a Hugging Face causal LM whose tokenizer holds the special tokens."""
+
+    # a gated model's batches share one call for their specials while their stacked text cache
+    # holds at most this many positions (rows x longest text; SmolLM2 fp32: 46 KB a position)
+    tail_tokens = 4096
 
     def __init__(
         self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: GEMConfig
@@ -169,7 +195,8 @@ class EmbeddingEngine:
 
         ``packed``: rows of ``row_tokens`` (wider for a longer text), forwards of at most
         ``max_tokens`` tokens; else length-sorted padded batches of ``batch_size``. A gated
-        adapter always runs the padded two-call path.
+        adapter always runs padded batches in two calls, its batches' specials sharing one call
+        while their stacked text cache fits ``tail_tokens`` (:func:`tail_groups`).
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -179,9 +206,15 @@ class EmbeddingEngine:
             return self.forward_packed(batch, row_tokens, max_tokens)
         order = sorted(range(len(batch)), key=lambda i: -len(batch[i]))  # longest first
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if self.gated:  # chunks whose specials share one tail call
+            chunks = tail_groups(chunks, [len(ids) for ids in batch], self.tail_tokens)
         out: list[torch.Tensor] = [torch.empty(0)] * len(batch)
         for chunk in tqdm(chunks, desc="Batches", disable=not progress):
-            vecs = self.forward_padded([batch[i] for i in chunk], padding_side)
+            if self.gated:
+                vecs = self.forward_gated([[batch[i] for i in c] for c in chunk])
+                chunk = [i for c in chunk for i in c]
+            else:
+                vecs = self.forward_padded([batch[i] for i in chunk], padding_side)
             for i, v in zip(chunk, vecs, strict=True):
                 out[i] = v
         return torch.stack(out)
@@ -208,7 +241,7 @@ class EmbeddingEngine:
     def forward_padded(self, batch: list[list[int]], padding_side: str = "right") -> torch.Tensor:
         """One padded forward of the backbone (no lm_head) -> (B, D)."""
         if self.gated:
-            return self.forward_gated(batch)
+            return self.forward_gated([batch])
         segments = masking.batch_segments(self._layouts(batch), padding_side=padding_side)
         device = self.model.device
         hidden = self.model.get_decoder()(
@@ -220,26 +253,24 @@ class EmbeddingEngine:
         return self._readout(masking.special_states(hidden, segments.to(device)))
 
     @torch.inference_mode()
-    def forward_gated(self, batch: list[list[int]]) -> torch.Tensor:
-        """A gated adapter in two calls that skip the LoRA at the text -> (B, D).
+    def forward_gated(self, batches: list[list[list[int]]]) -> torch.Tensor:
+        """A gated adapter in two calls that skip the LoRA at the text -> (sum B_i, D).
 
-        The gate makes every text position the base model's, so the text runs first with no
-        special token in it (adapters off, left-padded, into a KV cache), then the k specials
-        run alone over that cache (adapters on): the states of one gated forward, without
-        computing and then masking the LoRA deltas at every text position. Training's
-        contrastive stage runs the same :func:`gemlm.adapter.head_tail_forward`.
+        The gate makes every text position the base model's, so each padded batch's text runs
+        first with no special token in it (adapters off, left-padded, into a KV cache), then the
+        k specials of all the batches run over those caches in one call (adapters on): the
+        states of one gated forward, without computing and then masking the LoRA deltas at
+        every text position. Training's contrastive stage runs the same two calls
+        (:func:`gemlm.adapter.head_tail_forward`).
         """
-        segments = masking.batch_segments(self._layouts(batch))  # (B, T) right-padded
-        index, head = masking.head_tail_index(segments)
-        device = self.model.device
-        hidden = head_tail_forward(
-            self.model.get_decoder(),
-            masking.relay(self._ids(segments, batch), index, self.pad_id).to(device),
-            masking.relay(segments, index, masking.PAD).to(device),
-            head,
-            self.model.dtype,
-        )  # (B, k, D)
-        return self._readout(hidden)
+        device, parts = self.model.device, []
+        for batch in batches:
+            segments = masking.batch_segments(self._layouts(batch))  # (B, T) right-padded
+            index, head = masking.head_tail_index(segments)
+            ids = masking.relay(self._ids(segments, batch), index, self.pad_id).to(device)
+            parts.append((ids, masking.relay(segments, index, masking.PAD).to(device), head))
+        hidden = grouped_head_tail_forward(self.model.get_decoder(), parts, self.model.dtype)
+        return self._readout(torch.cat(hidden))  # (sum B_i, k, D) -> (sum B_i, D)
 
     @torch.inference_mode()
     def forward_packed(

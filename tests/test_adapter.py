@@ -219,10 +219,22 @@ def test_gated_two_call_embedding_equals_one_gated_forward(tiny_dir, monkeypatch
     batch = [ids + gem.special_ids for ids in batch]
     two_calls = gem.embed_ids(batch)
     packed = gem.embed_ids(batch, packed=True)
+    # one text per batch: four head calls (heads 11, 4, 2 and none), one tail call over their
+    # stacked caches; then with no stacking (a tail call per batch)
+    calls: list[int] = []
+    hook = gem.model.get_decoder().register_forward_pre_hook(lambda *_: calls.append(1))
+    grouped = gem.embed_ids(batch, batch_size=1)
+    assert len(calls) == 3 + 1  # the empty text has no head call
+    gem.embedder.tail_tokens = 0
+    alone = gem.embed_ids(batch, batch_size=1)
+    assert len(calls) == 4 + 3 + 4
+    hook.remove()
     monkeypatch.setattr(EmbeddingEngine, "gated", property(lambda self: False))
     one_pass = gem.embed_ids(batch)  # the gate masks the LoRA at the text positions
     torch.testing.assert_close(two_calls, one_pass, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(packed, one_pass, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grouped, one_pass, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone, one_pass, atol=1e-5, rtol=1e-5)
     monkeypatch.undo()
     gem.model.gem_gate.remove()  # ungated: the LoRA now moves the text positions too
     gem.config.adapter_scope = "all"
