@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 
@@ -178,7 +179,7 @@ def grouped_head_tail_forward(
     """
     H = max(head for _, _, head in batches)
     W = max(ids.shape[1] - head for ids, _, head in batches)
-    caches, rows, ids, segs = [], [], [], []
+    caches, ids, segs = [], [], []
     for input_ids, segments, head in batches:
         cache = DynamicCache(config=backbone.config)
         if head:
@@ -192,9 +193,8 @@ def grouped_head_tail_forward(
                 )
         caches.append((cache, head, len(input_ids)))
         pad = (H - head, W - (input_ids.shape[1] - head))  # (left, right)
-        ids.append(torch.nn.functional.pad(input_ids, pad))
-        segs.append(torch.nn.functional.pad(segments, pad, value=masking.PAD))
-        rows.append(len(input_ids))
+        ids.append(F.pad(input_ids, pad))
+        segs.append(F.pad(segments, pad, value=masking.PAD))
     segments = torch.cat(segs)  # (sum B_i, H + W)
     cache = caches[0][0] if len(batches) == 1 else stack_caches(caches, H, backbone.config)
     visible = masking.visibility(segments)[:, H:]  # (sum B_i, W, H + W)
@@ -205,10 +205,8 @@ def grouped_head_tail_forward(
         cache=cache,
         use_cache=True,
     ).last_hidden_state
-    return [
-        part[:, : ids_.shape[1] - head]
-        for part, (ids_, _, head) in zip(hidden.split(rows), batches, strict=True)
-    ]
+    parts = hidden.split([rows for *_, rows in caches])
+    return [part[:, : x.shape[1] - head] for part, (x, _, head) in zip(parts, batches, strict=True)]
 
 
 def stack_caches(
@@ -227,7 +225,7 @@ def stack_caches(
             kv.append(
                 torch.cat(
                     [
-                        torch.nn.functional.pad(getattr(c.layers[i], states), (0, 0, width - n, 0))
+                        F.pad(getattr(c.layers[i], states), (0, 0, width - n, 0))
                         if n
                         else getattr(layer, states).new_zeros(b, shape[1], width, shape[3])
                         for c, n, b in caches
