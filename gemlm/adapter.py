@@ -218,21 +218,20 @@ def stack_caches(
     out = DynamicCache(config=config)
     if filled is None:  # no text anywhere: the tails see only themselves
         return out
-    for i, layer in enumerate(filled.layers):
-        kv = []
-        for states in ("keys", "values"):
-            shape = getattr(layer, states).shape  # (B, heads, T, head_dim)
-            kv.append(
-                torch.cat(
-                    [
-                        F.pad(getattr(c.layers[i], states), (0, 0, width - n, 0))
-                        if n
-                        else getattr(layer, states).new_zeros(b, shape[1], width, shape[3])
-                        for c, n, b in caches
-                    ]
-                )
-            )
-        out.update(kv[0], kv[1], i)
+
+    def stacked(i: int, states: str) -> torch.Tensor:  # layer i's keys or values, all rows
+        ref = getattr(filled.layers[i], states)  # (B, heads, T, head_dim)
+        return torch.cat(
+            [
+                F.pad(getattr(c.layers[i], states), (0, 0, width - n, 0))
+                if n
+                else ref.new_zeros(rows, ref.shape[1], width, ref.shape[3])
+                for c, n, rows in caches
+            ]
+        )
+
+    for i in range(len(filled.layers)):
+        out.update(stacked(i, "keys"), stacked(i, "values"), i)
     return out
 
 

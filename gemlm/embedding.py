@@ -206,16 +206,19 @@ class EmbeddingEngine:
             return self.forward_packed(batch, row_tokens, max_tokens)
         order = sorted(range(len(batch)), key=lambda i: -len(batch[i]))  # longest first
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if self.gated:  # chunks whose specials share one tail call
-            chunks = tail_groups(chunks, [len(ids) for ids in batch], self.tail_tokens)
+        groups = (  # chunks whose specials share one tail call, or a chunk alone
+            tail_groups(chunks, [len(ids) for ids in batch], self.tail_tokens)
+            if self.gated
+            else [[chunk] for chunk in chunks]
+        )
         out: list[torch.Tensor] = [torch.empty(0)] * len(batch)
-        for chunk in tqdm(chunks, desc="Batches", disable=not progress):
+        for group in tqdm(groups, desc="Batches", disable=not progress):
+            batches = [[batch[i] for i in chunk] for chunk in group]
             if self.gated:
-                vecs = self.forward_gated([[batch[i] for i in c] for c in chunk])
-                chunk = [i for c in chunk for i in c]
+                vecs = self.forward_gated(batches)
             else:
-                vecs = self.forward_padded([batch[i] for i in chunk], padding_side)
-            for i, v in zip(chunk, vecs, strict=True):
+                vecs = self.forward_padded(batches[0], padding_side)
+            for i, v in zip([i for chunk in group for i in chunk], vecs, strict=True):
                 out[i] = v
         return torch.stack(out)
 
