@@ -22,6 +22,10 @@ label: replaced).
     python -m benchmarks.scaling_curve [--config recipes/smollm2-135m-cpu-scale.yaml]
         [--points 130 390 1300] [--branches-only] [--out benchmarks/results/scaling_curve.json]
 
+The shipped default's batches (``recipes/smollm2-135m-cpu-scale256.yaml``: 256 pairs a step at
+lr 3e-3, 330 steps = 10x) take ``--points 33 100 330 --out
+benchmarks/results/scaling_curve_256.json``. Points are labelled by pairs over v3's 8,320.
+
 Writes ``<output_dir>/point-<P>/`` and ``benchmarks/results/scaling_curve.{json,md,png}``.
 """
 
@@ -44,7 +48,7 @@ from ._common import command_line, md_table, stage_runtime, write_result
 
 CONTRASTIVE = "stage2-contrastive"
 NTP = "stage1-ntp"
-V3_STEPS = 130  # recipe v3: 130 steps of 64 pairs = the x1 point
+V3_PAIRS = 130 * 64  # recipe v3: 130 steps of 64 pairs = the x1 point
 
 
 def decay_start(steps: int, decay_ratio: float) -> int:
@@ -118,7 +122,8 @@ def main() -> None:
             decay_s, _ = stage_runtime(folder / CONTRASTIVE / "log_history.json")
             per_step = main_run[0] / main_run[1] if main_run else checkpoint_pace(main_dir)
             seconds = ntp_s + per_step * starts[point] + decay_s
-        label = f"x{point / V3_STEPS:.3g}"
+        pairs = point * cfg.contrastive_batch_size * cfg.gradient_accumulation_steps
+        label = f"x{pairs / V3_PAIRS:.3g}"
         report = folder / "report.json"
         if not report.exists():
             evaluate(
@@ -133,7 +138,7 @@ def main() -> None:
         row["mean"] = round(sum(row.values()) / len(row), 2)
         rows[label] = {
             "steps": point,
-            "pairs": point * cfg.contrastive_batch_size * cfg.gradient_accumulation_steps,
+            "pairs": pairs,
             "train_minutes": round(seconds / 60, 1),
             "model": str(folder / "model-bf16"),
             **row,
