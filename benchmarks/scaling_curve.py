@@ -21,6 +21,7 @@ label: replaced).
 
     python -m benchmarks.scaling_curve [--config recipes/smollm2-135m-cpu-scale.yaml]
         [--points 130 390 1300] [--branches-only] [--out benchmarks/results/scaling_curve.json]
+        [--render]  # only redraw the table, trend lines and plot of --out
 
 The shipped default's batches (``recipes/smollm2-135m-cpu-scale256.yaml``: 256 pairs a step at
 lr 3e-3, 330 steps = 10x) take ``--points 33 100 330 --out
@@ -35,6 +36,8 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from gemlm.adapter import ADAPTER_DIR
 from gemlm.evaluation.run import evaluate
@@ -89,7 +92,12 @@ def main() -> None:
         action="store_true",
         help="score the shorter points from the long run's saved checkpoints; do not run it on",
     )
+    ap.add_argument("--render", action="store_true", help="only rewrite the md/png from --out")
     args = ap.parse_args()
+    if args.render:  # same rows, same command: the table, trend and plot drawn again
+        saved = json.loads(args.out.read_text())
+        write(args.out, saved["config"], saved["command"], saved["points"], saved["machine"])
+        return
     command = command_line()
     cfg = GEMTrainingConfig.from_yaml(args.config)
     longest = cfg.contrastive_steps  # the long run's length; the last point when asked for
@@ -182,7 +190,60 @@ def previous_rows(out: Path) -> dict[str, dict]:
     return json.loads(out.read_text())["points"] if out.exists() else {}
 
 
-def write(out: Path, config: str, command: str, rows: dict[str, dict]) -> None:
+# issue 22's targets for the shipped self-supervised model (report suite, x100)
+TARGETS = {"STSBenchmark": 78.0, "Banking77": 72.0, "Emotion": 42.0, "SciFact": 72.0,
+           "SQuADRetrieval": 82.0, "mean": 70.0}  # fmt: skip
+
+
+def trend(pairs: list[int], scores: list[float], target: float) -> tuple[float, float | None]:
+    """Least-squares ``score = a + b log10(pairs)`` over the points: (b, the gain per 10x pairs;
+    the pairs at which the line reaches ``target``, None when it does not rise). An
+    extrapolation, not a measurement: it says how far the measured trend is from a target.
+
+    >>> trend([1000, 10000, 100000], [60.0, 62.0, 64.0], 70.0)
+    (2.0, 100000000.0)
+    >>> trend([1000, 10000], [60.0, 59.0], 70.0)
+    (-1.0, None)
+    """
+    x = np.log10(np.asarray(pairs, dtype=float))
+    slope, intercept = np.polyfit(x, np.asarray(scores, dtype=float), 1)
+    slope = round(float(slope), 6)
+    if slope <= 0:
+        return slope, None
+    return slope, float(10 ** round((target - intercept) / slope, 6))
+
+
+def trend_lines(rows: dict[str, dict]) -> list[str]:
+    """What the curve says it would take: each target's measured best and the trend's pairs."""
+    points = list(rows.values())
+    if len(points) < 2:
+        return []
+    per_pair = max(r["train_minutes"] / r["pairs"] for r in points)  # the slowest point's pace
+    lines = ["", "What the trend (score vs log10 pairs, least squares) says about issue 22's "
+             "targets; an extrapolation, not a measurement:", ""]  # fmt: skip
+    for task, target in TARGETS.items():
+        have = [(r["pairs"], r[task]) for r in points if task in r]
+        if len(have) < 2:
+            continue
+        slope, need = trend([p for p, _ in have], [s for _, s in have], target)
+        best = max(s for _, s in have)
+        if best >= target:
+            what = "reached"
+        elif need is None:
+            what = "the trend does not rise: more pairs of this recipe do not reach it"
+        elif need > 1000 * max(p for p, _ in have):
+            what = "over 1000x the longest point's pairs: not by more pairs of this recipe"
+        else:
+            what = f"~{need:,.0f} pairs (~{need * per_pair / 60:,.0f} h at this pace)"
+        lines.append(f"- {task}: target {target:g}, best {best:.1f}, {slope:+.2f} per 10x: {what}")
+    return lines
+
+
+def write(
+    out: Path, config: str, command: str, rows: dict[str, dict], measured_on: dict | None = None
+) -> None:
+    """The JSON, table, trend lines and plot of ``rows``; ``measured_on``: the machine block of
+    the run that measured them (default: this machine)."""
     table = md_table(
         ["point", "pairs", *TASKS, "mean", "train min"],
         [
@@ -197,8 +258,11 @@ def write(out: Path, config: str, command: str, rows: dict[str, dict]) -> None:
         f"Command: `{command}`",
         "",
         *table,
+        *trend_lines(rows),
     ]
     result = {"config": config, "command": command, "points": rows}
+    if measured_on is not None:
+        result["machine"] = measured_on
     write_result(out, result, markdown="\n".join(lines) + "\n", with_torch=True)
     print("\n".join(lines))
     plot(out.with_suffix(".png"), rows)
