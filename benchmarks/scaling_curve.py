@@ -10,7 +10,9 @@ end of a run of P steps, and the shorter ones cost only their decay. Each point 
 adapter cast to bf16 as ``tools/ship_model.py`` ships it.
 
 Wall time per point = the mixed-NTP stage + the long run's contrastive time per step x the decay
-start + the point's own decay (the Trainer's ``train_runtime`` of each piece; no evaluation).
+start + the point's own decay (the Trainer's ``train_runtime`` of each piece; no evaluation). A
+long run resumed from a checkpoint is timed at its median checkpoint-to-checkpoint pace
+(:func:`whole_run_seconds`).
 
 Resumable: the long run continues from its checkpoints, a point whose model exists is not
 retrained, one whose report exists is not re-scored. ``--branches-only`` scores the shorter
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -115,12 +118,14 @@ def main() -> None:
     main_run = runtime(main_dir, CONTRASTIVE)
     if longest in args.points and main_run is None:
         raise SystemExit(f"the long run ({longest} steps) has not finished: drop that point")
+    # seconds per step of the long run (a resumed run's train_runtime counts its last part only)
+    per_step = whole_run_seconds(main_dir, *main_run) / main_run[1] if main_run else None
 
     rows = previous_rows(args.out)
     for point in sorted(args.points):
         folder = main_dir if point == longest else main_dir / f"point-{point}"
         if point == longest:
-            seconds = ntp_s + main_run[0]
+            seconds = ntp_s + per_step * point
         else:
             branch(main_dir, folder, starts[point])
             over = [f"output_dir={folder}", f"contrastive_steps={point}"]
@@ -128,8 +133,8 @@ def main() -> None:
             if not is_gemlm_folder(folder / "model"):  # trained already: not loaded again
                 train(GEMTrainingConfig.from_yaml(args.config, over), resume=True)
             decay_s, _ = stage_runtime(folder / CONTRASTIVE / "log_history.json")
-            per_step = main_run[0] / main_run[1] if main_run else checkpoint_pace(main_dir)
-            seconds = ntp_s + per_step * starts[point] + decay_s
+            pace = per_step or checkpoint_pace(main_dir)
+            seconds = ntp_s + pace * starts[point] + decay_s
         pairs = point * cfg.contrastive_batch_size * cfg.gradient_accumulation_steps
         label = f"x{pairs / V3_PAIRS:.3g}"
         report = folder / "report.json"
@@ -157,8 +162,9 @@ def main() -> None:
 
 
 def checkpoint_pace(main: Path) -> float:
-    """Seconds per step of an unfinished long run, from the times its first and last
-    checkpoints were written (wall time, checkpoint saving included)."""
+    """Seconds per step of the long run: the median over consecutive checkpoints of the time
+    between their writes per step (wall time, checkpoint saving included; a stop and resume
+    between two checkpoints is one outlier, not part of the pace)."""
     ckpts = sorted(
         (int(p.name.split("-")[1]), p.stat().st_mtime)
         for p in (main / CONTRASTIVE).glob("checkpoint-*")
@@ -166,8 +172,16 @@ def checkpoint_pace(main: Path) -> float:
     )
     if len(ckpts) < 2:
         raise SystemExit(f"{main}: fewer than two checkpoints, no pace to time the points by")
-    (first, t0), (last, t1) = ckpts[0], ckpts[-1]
-    return (t1 - t0) / (last - first)
+    paces = [(t1 - t0) / (b - a) for (a, t0), (b, t1) in pairwise(ckpts)]
+    return float(np.median(paces))
+
+
+def whole_run_seconds(main: Path, seconds: float, steps: int) -> float:
+    """The long run's training time: the Trainer's ``train_runtime``, or, for a run resumed from
+    a checkpoint (its ``train_runtime`` then counts only the last part, under 90% of
+    ``steps`` at the checkpoint pace), the checkpoint pace x ``steps``."""
+    whole = checkpoint_pace(main) * steps
+    return whole if seconds < 0.9 * whole else seconds
 
 
 def bf16_model(model: Path) -> Path:
