@@ -11,7 +11,7 @@ adapter cast to bf16 as ``tools/ship_model.py`` ships it.
 
 Wall time per point = the mixed-NTP stage + the long run's contrastive time per step x the decay
 start + the point's own decay (the Trainer's ``train_runtime`` of each piece; no evaluation). A
-long run resumed from a checkpoint is timed at its median checkpoint-to-checkpoint pace
+long run resumed from a checkpoint is timed at its checkpoint-to-checkpoint pace
 (:func:`whole_run_seconds`).
 
 Resumable: the long run continues from its checkpoints, a point whose model exists is not
@@ -162,9 +162,9 @@ def main() -> None:
 
 
 def checkpoint_pace(main: Path) -> float:
-    """Seconds per step of the long run: the median over consecutive checkpoints of the time
-    between their writes per step (wall time, checkpoint saving included; a stop and resume
-    between two checkpoints is one outlier, not part of the pace)."""
+    """Seconds per step of the long run: the time between consecutive checkpoints' writes,
+    summed, over the steps between them (wall time, checkpoint saving included), leaving out
+    a gap over 3x the median one (a stop and resume between two checkpoints)."""
     ckpts = sorted(
         (int(p.name.split("-")[1]), p.stat().st_mtime)
         for p in (main / CONTRASTIVE).glob("checkpoint-*")
@@ -172,8 +172,10 @@ def checkpoint_pace(main: Path) -> float:
     )
     if len(ckpts) < 2:
         raise SystemExit(f"{main}: fewer than two checkpoints, no pace to time the points by")
-    paces = [(t1 - t0) / (b - a) for (a, t0), (b, t1) in pairwise(ckpts)]
-    return float(np.median(paces))
+    gaps = [(t1 - t0, b - a) for (a, t0), (b, t1) in pairwise(ckpts)]
+    typical = float(np.median([t / n for t, n in gaps]))
+    kept = [(t, n) for t, n in gaps if t / n <= 3 * typical]
+    return sum(t for t, _ in kept) / sum(n for _, n in kept)
 
 
 def whole_run_seconds(main: Path, seconds: float, steps: int) -> float:
