@@ -182,6 +182,8 @@ def whole_run_seconds(main: Path, seconds: float, steps: int) -> float:
     """The long run's training time: the Trainer's ``train_runtime``, or, for a run resumed from
     a checkpoint (its ``train_runtime`` then counts only the last part, under 90% of
     ``steps`` at the checkpoint pace), the checkpoint pace x ``steps``."""
+    if len(list((main / CONTRASTIVE).glob("checkpoint-*/trainer_state.json"))) < 2:
+        return seconds  # no pace to check it against
     whole = checkpoint_pace(main) * steps
     return whole if seconds < 0.9 * whole else seconds
 
