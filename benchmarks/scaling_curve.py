@@ -161,15 +161,20 @@ def main() -> None:
         write(args.out, args.config, command, rows)
 
 
-def checkpoint_pace(main: Path) -> float:
-    """Seconds per step of the long run: the time between consecutive checkpoints' writes,
-    summed, over the steps between them (wall time, checkpoint saving included), leaving out
-    a gap over 3x the median one (a stop and resume between two checkpoints)."""
-    ckpts = sorted(
+def checkpoint_times(main: Path) -> list[tuple[int, float]]:
+    """(step, write time) of the long run's complete checkpoints, by step."""
+    return sorted(
         (int(p.name.split("-")[1]), p.stat().st_mtime)
         for p in (main / CONTRASTIVE).glob("checkpoint-*")
         if (p / "trainer_state.json").exists()
     )
+
+
+def checkpoint_pace(main: Path) -> float:
+    """Seconds per step of the long run: the time between consecutive checkpoints' writes,
+    summed, over the steps between them (wall time, checkpoint saving included), leaving out
+    a gap over 3x the median one (a stop and resume between two checkpoints)."""
+    ckpts = checkpoint_times(main)
     if len(ckpts) < 2:
         raise SystemExit(f"{main}: fewer than two checkpoints, no pace to time the points by")
     gaps = [(t1 - t0, b - a) for (a, t0), (b, t1) in pairwise(ckpts)]
@@ -182,7 +187,7 @@ def whole_run_seconds(main: Path, seconds: float, steps: int) -> float:
     """The long run's training time: the Trainer's ``train_runtime``, or, for a run resumed from
     a checkpoint (its ``train_runtime`` then counts only the last part, under 90% of
     ``steps`` at the checkpoint pace), the checkpoint pace x ``steps``."""
-    if len(list((main / CONTRASTIVE).glob("checkpoint-*/trainer_state.json"))) < 2:
+    if len(checkpoint_times(main)) < 2:
         return seconds  # no pace to check it against
     whole = checkpoint_pace(main) * steps
     return whole if seconds < 0.9 * whole else seconds
