@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import decode_speed
 from gemlm.model import GEMModel
@@ -15,7 +16,9 @@ def test_matvec_floor_counts_each_linear_weight(tiny_llama_dir: Path) -> None:
     gem = GEMModel.from_pretrained(str(tiny_llama_dir))
     seconds, nbytes = decode_speed.matvec_floor_s(gem.model, rounds=2)
     linears = [m for m in gem.model.modules() if m.__class__.__name__ == "Linear"]
-    assert nbytes == sum(m.weight.numel() * 4 for m in linears)  # float32, the head included
+    # the head included; at the dtype the host loads (float32, or bfloat16 on an AVX512-BF16 host)
+    assert nbytes == sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    assert {m.weight.dtype for m in linears} <= {torch.float32, torch.bfloat16}
     assert any(m.weight.shape[0] == len(gem.tokenizer) for m in linears)
     assert 0 < seconds < 1
 
