@@ -29,6 +29,7 @@ from benchmarks._common import (
 from benchmarks._common import (
     RESULTS,
     command_line,
+    machine,
     md_table,
     stage_runtime,
     write_result,
@@ -83,6 +84,17 @@ def curve_row(point: str, curve: Path = RESULTS / "scaling_curve.json") -> dict:
     }
 
 
+def kept_rows(out: Path) -> dict[str, dict]:
+    """The arms of an earlier result file, each stamped with the command and training dtype
+    that measured it (the file's own, for rows written before rows carried them)."""
+    if not out.exists():
+        return {}
+    data = json.loads(out.read_text())
+    dtype = data.get("machine", {}).get("auto_dtype", "")
+    stamp = {"command": data.get("command", ""), "dtype": dtype}
+    return {arm: {**stamp, **row} for arm, row in data["arms"].items()}
+
+
 def stage_seconds(run: Path) -> float:
     """Training time of a run's stages (the Trainer's ``train_runtime``, no evaluation)."""
     return round(sum(stage_runtime(log)[0] for log in run.glob("stage*/log_history.json")), 1)
@@ -125,6 +137,12 @@ def main() -> None:
         help="a row taken from benchmarks/results/scaling_curve.json (e.g. random x1: the same "
         "recipe and budget with random batches), not retrained (repeatable)",
     )
+    ap.add_argument(
+        "--keep-rows",
+        action="store_true",
+        help="keep the arms already in --out that this command does not run, each with the "
+        "command and training dtype that measured it (a table grown over several runs)",
+    )
     ap.add_argument("--title", default="", help="the markdown table's title")
     ap.add_argument("--out", type=Path, default=RESULTS / "pair_ablation.json")
     args = ap.parse_args()
@@ -132,7 +150,9 @@ def main() -> None:
     variants = {name: list(over) for name, *over in args.variant}
     command = command_line()
 
-    rows: dict[str, dict] = {name: curve_row(point) for name, point in args.curve_point}
+    rows: dict[str, dict] = kept_rows(args.out) if args.keep_rows else {}
+    rows.update({name: curve_row(point) for name, point in args.curve_point})
+    dtype = machine(with_torch=True)["auto_dtype"]
     for arm in [*args.arms, *variants]:
         folder = args.runs / arm
         over = arm_overrides(arm, mix, folder, args.passage_len, variants)
@@ -155,6 +175,8 @@ def main() -> None:
         scores = json.loads(report.read_text())["results"][arm]
         rows[arm] = {
             "overrides": over,
+            "command": command,
+            "dtype": dtype,
             "train_seconds": stage_seconds(folder),
             **{task: round(scores[task]["main"], 2) for task in TASKS if task in scores},
         }
@@ -173,13 +195,16 @@ def write_table(
         vals = [row.get(t) for t in TASKS]
         mean = sum(v for v in vals if v is not None) / max(1, sum(v is not None for v in vals))
         cells = ["" if v is None else f"{v:.1f}" for v in vals]
-        table.append([arm, *cells, f"{mean:.1f}", f"{row['train_seconds'] / 60:.1f}"])
+        minutes = f"{row['train_seconds'] / 60:.1f}"
+        table.append([arm, *cells, f"{mean:.1f}", minutes, row.get("dtype", "")])
+    others = {a: r["command"] for a, r in rows.items() if r.get("command", command) != command}
     lines = [
         f"# {title or 'Pair-source ablation'} ({config}, report suite embedding tasks)",
         "",
         f"`{command}`",
+        *(f"\n{arm}: `{cmd}`" for arm, cmd in others.items()),
         "",
-        *md_table(["arm", *TASKS, "mean", "stage min"], table),
+        *md_table(["arm", *TASKS, "mean", "stage min", "train dtype"], table),
     ]
     data = {"config": config, "command": command, "arms": rows}
     write_result(out, data, markdown="\n".join(lines) + "\n")
