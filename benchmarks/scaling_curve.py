@@ -170,26 +170,36 @@ def checkpoint_times(main: Path) -> list[tuple[int, float]]:
     )
 
 
-def checkpoint_pace(main: Path) -> float:
-    """Seconds per step of the long run: the time between consecutive checkpoints' writes,
-    summed, over the steps between them (wall time, checkpoint saving included), leaving out
-    a gap over 3x the median one (a stop and resume between two checkpoints)."""
-    ckpts = checkpoint_times(main)
-    if len(ckpts) < 2:
-        raise SystemExit(f"{main}: fewer than two checkpoints, no pace to time the points by")
+def pace(ckpts: list[tuple[int, float]]) -> float:
+    """Seconds per step from (step, write time) of two or more checkpoints: the time between
+    consecutive writes, summed, over the steps between them (wall time, checkpoint saving
+    included), leaving out a gap over 3x the median one (a stop and resume between two).
+
+    >>> pace([(3, 0.0), (6, 30.0), (9, 1000.0), (12, 1030.0)])
+    10.0
+    """
     gaps = [(t1 - t0, b - a) for (a, t0), (b, t1) in pairwise(ckpts)]
     typical = float(np.median([t / n for t, n in gaps]))
     kept = [(t, n) for t, n in gaps if t / n <= 3 * typical]
     return sum(t for t, _ in kept) / sum(n for _, n in kept)
 
 
+def checkpoint_pace(main: Path) -> float:
+    """Seconds per step of the long run, from its checkpoints (:func:`pace`)."""
+    ckpts = checkpoint_times(main)
+    if len(ckpts) < 2:
+        raise SystemExit(f"{main}: fewer than two checkpoints, no pace to time the points by")
+    return pace(ckpts)
+
+
 def whole_run_seconds(main: Path, seconds: float, steps: int) -> float:
     """The long run's training time: the Trainer's ``train_runtime``, or, for a run resumed from
     a checkpoint (its ``train_runtime`` then counts only the last part, under 90% of
     ``steps`` at the checkpoint pace), the checkpoint pace x ``steps``."""
-    if len(checkpoint_times(main)) < 2:
+    ckpts = checkpoint_times(main)
+    if len(ckpts) < 2:
         return seconds  # no pace to check it against
-    whole = checkpoint_pace(main) * steps
+    whole = pace(ckpts) * steps
     return whole if seconds < 0.9 * whole else seconds
 
 
